@@ -117,7 +117,7 @@ describe("the router's own refusals, in the wire's error body", () => {
 });
 
 describe('a body with very many schema errors', () => {
-  it('is answered 400 naming the first 20 and counting the rest, not every one', async () => {
+  it('is answered 400 naming the first 20 and saying there are more, not every one', async () => {
     // 60 000 unknown properties (and the required ones missing): every one a schema error.
     const body = JSON.stringify(Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, 0])));
     const res = await fetch(`${url}/v1/authorize`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer tok' }, body });
@@ -127,7 +127,8 @@ describe('a body with very many schema errors', () => {
     expect(error.code).toBe('bad-request');
     expect(error.message).toMatch(/^body must have required property 'dataCenter', /);
     expect(error.message.split(', ')).toHaveLength(21);
-    expect(error.message).toMatch(/, and 59\d{3} more schema errors$/);
+    // The validator stopped at its 21st error (SCHEMA_ERRORS_KEPT): the rest were never looked for.
+    expect(error.message).toMatch(/, and more schema errors$/);
   });
 });
 

@@ -13,7 +13,7 @@ import { loggerOptions, registerHealth, registerMetrics, requestId, type HealthO
 import type { ServerTls } from '../engine/transport/index.ts';
 import { ProtocolError, WireError, type WireCode } from './errors.ts';
 import { sameSecret } from './hash.ts';
-import { ROUTE_SCHEMAS, SERVICE_AJV_OPTIONS } from './schemas/routes.ts';
+import { ROUTE_SCHEMAS, SCHEMA_ERRORS_KEPT, SERVICE_AJV_OPTIONS } from './schemas/routes.ts';
 
 export { ProtocolError, WireError } from './errors.ts';
 
@@ -145,19 +145,20 @@ export function clientErrorAnswer(err: NodeJS.ErrnoException, socket: Duplex): v
 }
 
 /**
- * How many of a body's schema errors its 400 answer names; the rest are
- * counted. The validators report every error at once (allErrors), and
- * Fastify's default message named them all: a 1 MiB body of 500 000 wrong
- * items (or unknown keys, at the open boot endpoint too) was answered with
- * 17 MB of text, built on the event loop for seconds.
+ * How many of a body's schema errors its 400 answer names. The validators
+ * report every error at once (allErrors), and Fastify's default message named
+ * them all: a 1 MiB body of 500 000 wrong items (or unknown keys, at the open
+ * boot endpoint too) was answered with 17 MB of text, built on the event loop
+ * for seconds. The routes' own validators stop at the next error
+ * (SCHEMA_ERRORS_KEPT, specs/gen-validators.ts capErrors), so the answer says
+ * there are more without counting them.
  */
-export const SCHEMA_ERRORS_NAMED = 20;
+export const SCHEMA_ERRORS_NAMED = SCHEMA_ERRORS_KEPT - 1;
 
-/** A schema violation's message: Fastify's wording (`body/calls/0 must be object, ...`), the first SCHEMA_ERRORS_NAMED errors. */
+/** A schema violation's message: Fastify's wording (`body/calls/0 must be object, ...`), the first SCHEMA_ERRORS_NAMED errors, and whether there are more. */
 export function schemaErrorMessage(errors: readonly { instancePath?: string; message?: string }[], dataVar: string): Error {
   const named = errors.slice(0, SCHEMA_ERRORS_NAMED).map((e) => `${dataVar}${e.instancePath ?? ''} ${e.message ?? 'is not valid'}`);
-  const more = errors.length - named.length;
-  return new Error(`${named.join(', ')}${more > 0 ? `, and ${more} more schema error${more === 1 ? '' : 's'}` : ''}`);
+  return new Error(`${named.join(', ')}${errors.length > named.length ? ', and more schema errors' : ''}`);
 }
 
 /** What a batch task resolves with when it answered through `part` lines only (a run of steps). */

@@ -17,7 +17,7 @@
 // as the DMZ client's error handler does (errorAnswer).
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FleetError, type Diagnostic } from '../engine/diags/index.ts';
+import { FleetError, REASON_LIMIT, formatDiagnostics, type Diagnostic } from '../engine/diags/index.ts';
 import { WireError } from '../protocol/index.ts';
 import { errorAnswer } from '../protocol/http.ts';
 import { listenOnLoopback } from '../test/helpers/proxy.ts';
@@ -298,6 +298,34 @@ describe('the admin-token check behind a gateway that answers 502', () => {
       expect(retries.length).toBeGreaterThan(2);
     } finally {
       state.failing = 0;
+    }
+  });
+});
+
+// A DMZ client's refusal of the check goes into fleet apply's diagnostics: its message was written raw, so a line
+// break and a forged `error[...]` line in it printed that line as fleet's own, and a 100 KB one was 4,000 characters
+// of it (diag()'s backstop). Now clipped where the client reads it (errorMessage: REASON_LIMIT).
+describe("a DMZ client's refusal of the admin-token check, in fleet apply's diagnostics: one line, clipped", () => {
+  const FORGED = 'm\nerror[apply.fake]: Forged\n  at web/9';
+  /** 100 KB of short words: diag()'s backstop cuts a run without a space at 300 characters, not these. */
+  const HUGE = 'yy '.repeat(34_000);
+  it.each(
+    [
+      { name: 'the token refused (403)', status: 403, code: 'admin-proof-refused', want: 'apply.admin-token-invalid' },
+      { name: 'checks limited (429)', status: 429, code: 'admin-check-rate-limited', want: 'apply.admin-check-limited' },
+      { name: 'no route (404)', status: 404, code: 'not-found', want: 'apply.admin-token-unverifiable' },
+      { name: "its authority's refusal (502)", status: 502, code: 'not-found', want: 'apply.admin-token-unverifiable' },
+    ].flatMap((c) => [{ ...c, value: 'a line break and a forged diagnostic', v: FORGED }, { ...c, value: 'a 100 KB value', v: HUGE }]),
+  )('$name: $value', async ({ status, code, want, v }) => {
+    const dmz = await standIn(async () => ({ status, body: { error: { code, message: v } }, headers: { 'retry-after': '30' } }));
+    try {
+      const { diagnostics } = await check({ paris: dmz.url });
+      expect(diagnostics.map((d) => d.code)).toEqual([want]);
+      expect(formatDiagnostics(diagnostics)).not.toMatch(/^\s*error\[apply\.fake\]/m);
+      expect(new FleetError(diagnostics).message).not.toContain('\n');
+      expect(diagnostics[0].detail.length).toBeLessThan(REASON_LIMIT + 1300);
+    } finally {
+      await dmz.close();
     }
   });
 });

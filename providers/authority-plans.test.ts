@@ -6,12 +6,14 @@
 // client certificate to the authority (a deployed stack whose authority ran
 // with --client-ca could neither plan --out nor apply), and a certificate it
 // did not trust was reported as "self-signed certificate in certificate chain".
+import { Agent as HttpAgent, createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FleetError } from '../engine/diags/index.ts';
+import { REASON_LIMIT, formatDiagnostics, type FleetError } from '../engine/diags/index.ts';
 import type { PlanDocument } from '../engine/plan/types.ts';
 import { TestCa, writePemFiles } from '../engine/transport/testing.ts';
+import { listenOnLoopback } from '../test/helpers/proxy.ts';
 import { sealAtAuthority } from './authority-plans.ts';
 
 const SEAL = { alg: 'hmac-sha256', stackId: 'stk-1', keyId: 'a-1', digest: 'd', signature: 's' };
@@ -125,5 +127,47 @@ describe('the CLI at a deployed authority over TLS', () => {
     // Never the key's content, and never the token.
     expect(err.diagnostics[0].detail).not.toContain('PRIVATE KEY');
     expect(err.diagnostics[0].detail).not.toContain('cli-token');
+  });
+});
+
+// An authority's error body goes into fleet plan's and fleet apply's diagnostics: its message and code were written
+// raw: a line break and a forged `error[...]` line in them printed that line as fleet's own, and a 100 KB message was
+// 4,000 characters of it (diag()'s backstop). Now clipped (errorMessage: REASON_LIMIT; the code: QUOTE_LIMIT).
+describe("the authority's error body, in the CLI's diagnostics: one line, clipped", () => {
+  const FORGED = 'm\nerror[apply.fake]: Forged\n  at web/9';
+  /** 100 KB of short words: diag()'s backstop cuts a run without a space at 300 characters, not these. */
+  const HUGE = 'yy '.repeat(34_000);
+  let server: { url: string; close(): Promise<void> };
+  let answer: { status: number; code: string; message: string } = { status: 500, code: 'x', message: '' };
+  beforeAll(async () => {
+    const s = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(answer.status, { 'content-type': 'application/json', 'retry-after': '30' });
+        res.end(JSON.stringify({ error: { code: answer.code, message: answer.message } }));
+      });
+    });
+    server = await listenOnLoopback(s, new HttpAgent());
+  });
+  afterAll(() => server.close());
+
+  it.each(
+    [
+      { name: 'a plan refused for its content (plan-scope)', status: 400, code: () => 'plan-scope', want: 'apply.plan-scope' },
+      { name: 'the admin token refused', status: 403, code: () => 'admin-proof-refused', want: 'apply.admin-token-invalid' },
+      { name: 'admin checks limited (429)', status: 429, code: () => 'admin-check-rate-limited', want: 'apply.admin-check-limited' },
+      { name: 'a 5xx', status: 503, code: () => 'unavailable', want: 'apply.authority-unreachable' },
+      { name: 'too large (413)', status: 413, code: () => 'too-large', want: 'apply.authority-refused' },
+      { name: 'another refusal, its code the same value', status: 403, code: (v: string) => v, want: 'apply.authority-refused' },
+    ].flatMap((c) => [{ ...c, value: 'a line break and a forged diagnostic', v: FORGED }, { ...c, value: 'a 100 KB value', v: HUGE }]),
+  )('$name: $value', async ({ status, code, want, v }) => {
+    answer = { status, code: code(v), message: v };
+    const a = { address: server.url, tokenEnv: 'FLEET_AUTHORITY_TOKEN', where: { file: '/stacks/prod/stack.yaml', line: 7, col: 14 } };
+    const err = (await sealAtAuthority(a, env, plan).then(() => undefined, (e: unknown) => e)) as FleetError;
+    expect(err.diagnostics.map((d) => d.code)).toEqual([want]);
+    expect(formatDiagnostics(err.diagnostics)).not.toMatch(/^\s*error\[apply\.fake\]/m);
+    expect(err.message).not.toContain('\n');
+    // The authority's words: at most REASON_LIMIT characters, in a sentence of fleet's (the longest: admin-check-limited's).
+    expect(err.diagnostics[0].detail.length).toBeLessThan(REASON_LIMIT + 1200);
   });
 });

@@ -18,9 +18,9 @@
 //
 // One attempt per call: both are cheap to run again, and the command fails
 // before anything was applied.
-import { FleetError, diag, type Code } from '../engine/diags/index.ts';
+import { FleetError, clip, diag, type Code } from '../engine/diags/index.ts';
 import { loadClientTls, tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
-import { describeFetchError, type TlsAdvice } from './fetch-errors.ts';
+import { describeFetchError, errorMessage, type TlsAdvice } from './fetch-errors.ts';
 import { retryAfterMs } from './retry.ts';
 import { waitText } from './admin-check.ts';
 import type { LoadedStack } from '../engine/spec/index.ts';
@@ -89,7 +89,8 @@ async function call<T>(a: AuthoritySettings, env: NodeJS.ProcessEnv, path: strin
   }
   if (res.status === 200 && body) return body as T;
   const e = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
-  const msg = e?.message ?? `status ${res.status}`;
+  // The authority's words (clipped by errorMessage: a line break in them forged a diagnostic line) and its code.
+  const msg = typeof e?.message === 'string' ? errorMessage(body) : `status ${res.status}`;
   const content = e?.code ? CONTENT_CODES[e.code] : undefined;
   if (content) throw new FleetError(diag(content, `the authority ${a.address} refused the plan: ${msg}`, where));
   if (e?.code === 'admin-proof-refused') {
@@ -117,7 +118,7 @@ async function call<T>(a: AuthoritySettings, env: NodeJS.ProcessEnv, path: strin
     const size = (Buffer.byteLength(JSON.stringify(payload)) / (1024 * 1024)).toFixed(1);
     throw new FleetError(diag('apply.authority-refused', `POST ${url.href} answered 413 (too-large): the plan (${size} MiB) is larger than this authority takes (${msg}). An authority of this version takes plans up to 128 MiB; one older than it takes 1 MiB: upgrade it, or plan fewer fleets at once (--target).`, where));
   }
-  throw new FleetError(diag('apply.authority-refused', `POST ${url.href} answered ${res.status}${e?.code ? ` (${e.code})` : ''}: ${msg}. Check ${a.tokenEnv} (the authority reads the same variable).`, a.where));
+  throw new FleetError(diag('apply.authority-refused', `POST ${url.href} answered ${res.status}${e?.code ? ` (${clip(String(e.code))})` : ''}: ${msg}. Check ${a.tokenEnv} (the authority reads the same variable).`, a.where));
 }
 
 /** `fleet plan --out` on a deployed stack: the authority's seal for the plan (its content without a seal). */

@@ -190,6 +190,29 @@ describe('DmzHttpClient retries', () => {
     }
   });
 
+  // A DMZ client URL may carry basic auth (user:password@, http-send.ts sendTarget): every message and retry record
+  // printed it whole, password and all, into the CLI's output, apply's journal and Pulumi's log.
+  it.each([
+    ['nothing listens', [] as { status: number; body?: unknown }[], 'apply.dmz-unreachable'],
+    ['it answers 401', [{ status: 401, body: { error: { code: 'unauthorized', message: 'no' } } }], 'apply.dmz-unauthorized'],
+    ['it answers 400', [{ status: 400, body: { error: { code: 'invalid-request', message: 'no' } } }], 'apply.dmz-rejected'],
+    ['it keeps answering 502', [{ status: 502 }], 'apply.dmz-error'],
+  ])('never shows the password of a URL with user:password when %s', async (_what, script, code) => {
+    const srv = await scripted(script.length > 0 ? script : [{ status: 200 }]);
+    if (script.length === 0) await srv.close();
+    const seen: RetryInfo[] = [];
+    const url = srv.url.replace('http://', 'http://fleet:pw-s3cret-9d1@');
+    try {
+      const err = (await client(url, { retries: 1, retries_seen: seen }).transition('v', transition).catch((e: unknown) => e)) as FleetError;
+      expect(err.diagnostics[0].code).toBe(code);
+      expect(err.message).not.toContain('pw-s3cret-9d1');
+      expect(err.message).toContain('http://fleet:***@127.0.0.1');
+      for (const r of seen) expect(JSON.stringify(r)).not.toContain('pw-s3cret-9d1');
+    } finally {
+      if (script.length > 0) await srv.close();
+    }
+  });
+
   it('names the data center and URL when nothing listens', async () => {
     const srv = await scripted([{ status: 200 }]);
     await srv.close();

@@ -35,7 +35,7 @@
 //
 // The backoff and budget functions are in retry.ts; what a failed exchange
 // is called (error bodies, TLS refusals, network errors), in fetch-errors.ts.
-import { FleetError, diag, type Code } from '../engine/diags/index.ts';
+import { FleetError, clip, clipPath, diag, type Code } from '../engine/diags/index.ts';
 import type {
   ActualVm,
   AdminCheckRequest,
@@ -49,9 +49,9 @@ import type {
   StepResult,
   TransitionRequest,
 } from '../protocol/index.ts';
-import { RUN_STEPS_MAX, STEP_BATCH_MAX, ownWireCode } from '../protocol/index.ts';
+import { RUN_STEPS_MAX, STEP_BATCH_MAX, batchSteps, ownWireCode } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
-import { tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
+import { redactUrl, tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
 import { DMZ_TLS_ADVICE, describeFetchError, errorMessage, timedOut, tlsRefused } from './fetch-errors.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 import { DEFAULT_RETRY_BUDGET_MS, backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryInfo, type RetryPolicy } from './retry.ts';
@@ -141,7 +141,7 @@ function route(step: BatchStep): { method: string; path: string } {
   return step.op === 'transition' ? { method: 'POST', path: `/v1/vms/${id}/transitions` } : { method: 'DELETE', path: `/v1/vms/${id}` };
 }
 
-const itemSize = (item: BatchStep | BatchRun) => (item.op === 'run' ? item.steps.length : 1);
+const itemSize = (item: BatchStep | BatchRun) => batchSteps([item]);
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -167,13 +167,24 @@ export class DmzHttpClient {
   private readonly sent: { plainHttp: boolean; clientCert: boolean };
   /** baseUrl taken apart once; each request adds its path. */
   private readonly origin: ReturnType<typeof sendTarget>;
+  /** The data center's name as diagnostics show it (clip: a Pulumi program gives it as it likes). */
+  private readonly named: string;
+  /**
+   * baseUrl as messages and retry records show it: a password in it (basic
+   * auth, user:password@) as `***` (redactUrl), then through clipPath (a
+   * Pulumi program gives it as it likes).
+   */
+  private readonly shownUrl: string;
 
   constructor(opts: DmzHttpClientOptions) {
     this.dataCenter = opts.dataCenter;
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
+    this.named = clip(opts.dataCenter);
     const base = sendTarget(new URL(this.baseUrl), opts.tls);
     this.sent = { plainHttp: base.protocol === 'http:', clientCert: base.tls?.cert !== undefined };
     this.origin = { ...base, path: base.path === '/' ? '' : base.path };
+    // Only a URL with a password is rewritten (redactUrl goes through URL, which drops a default port, lower-cases the host).
+    this.shownUrl = clipPath(new URL(this.baseUrl).password !== '' ? redactUrl(this.baseUrl).replace(/\/+$/, '') : this.baseUrl);
     this.opts = {
       timeoutMs: 60_000,
       retryBudgetMs: DEFAULT_RETRY_BUDGET_MS,
@@ -396,10 +407,10 @@ export class DmzHttpClient {
   /** An attempt failed for a retried reason: send the item (what is left of a run) again after its backoff, or fail it for good (`failure`: the code it fails with). */
   private again(q: Queued, reason: string, failure: Code, retryAfter?: number, waitedMs = 0): void {
     const { baseDelayMs, maxDelayMs, random, sleep } = this.opts;
-    const url = `${this.baseUrl}${q.path}`;
+    const url = `${this.shownUrl}${q.path}`;
     q.slept += waitedMs;
     if (!mayRetry(this.policy, q.attempt, q.slept)) {
-      q.reject(this.error(failure, `${q.method} ${url} (DMZ client of data center ${this.dataCenter}) ${reason} ${gaveUp(q.attempt, q.slept)}.`));
+      q.reject(this.error(failure, `${q.method} ${url} (DMZ client of data center ${this.named}) ${reason} ${gaveUp(q.attempt, q.slept)}.`));
       return;
     }
     const delayMs = Math.max(retryAfter ?? 0, backoffMs(q.attempt, baseDelayMs, maxDelayMs, random));
@@ -462,27 +473,27 @@ export class DmzHttpClient {
       batch.forEach((q, i) => {
         if (finished[i]) return;
         finished[i] = true;
-        q.reject(this.error('apply.dmz-unreachable', `${q.method} ${this.baseUrl}${q.path} (DMZ client of data center ${this.dataCenter}) ${reason}.`));
+        q.reject(this.error('apply.dmz-unreachable', `${q.method} ${this.shownUrl}${q.path} (DMZ client of data center ${this.named}) ${reason}.`));
       });
     }
   }
 
   private expectOk<T>(method: string, path: string, res: RawResponse): T {
     if (res.status >= 200 && res.status < 300) return res.body as T;
-    const url = `${this.baseUrl}${path}`;
+    const url = `${this.shownUrl}${clip(path)}`;
     const msg = errorMessage(res.body);
     if (res.status === 401 && (res.body as Partial<ErrorBody> | undefined)?.error?.code === 'client-cert-required') {
       // The DMZ client asks for a certificate per route (its boot endpoint takes none): the same refusal as at the handshake.
-      throw this.error('apply.dmz-unreachable', `${method} ${url} (DMZ client of data center ${this.dataCenter}) refused this CLI's TLS client certificate (${msg}); the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca).`);
+      throw this.error('apply.dmz-unreachable', `${method} ${url} (DMZ client of data center ${this.named}) refused this CLI's TLS client certificate (${msg}); the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca).`);
     }
     if (res.status === 401) {
-      const variable = this.opts.tokenEnv ?? "the variable named by the data center's auth.tokenEnv (default FLEET_CLI_TOKEN_<DC>)";
+      const variable = this.opts.tokenEnv !== undefined ? clip(this.opts.tokenEnv) : "the variable named by the data center's auth.tokenEnv (default FLEET_CLI_TOKEN_<DC>)";
       throw this.error(
         'apply.dmz-unauthorized',
-        `${method} ${url} of data center ${this.dataCenter} answered 401: ${msg}. Set ${variable} to the token the DMZ client of ${this.dataCenter} was started with.`,
+        `${method} ${url} of data center ${this.named} answered 401: ${msg}. Set ${variable} to the token the DMZ client of ${this.named} was started with.`,
       );
     }
-    throw this.error('apply.dmz-rejected', `${method} ${url} of data center ${this.dataCenter} answered ${res.status}: ${msg}.`);
+    throw this.error('apply.dmz-rejected', `${method} ${url} of data center ${this.named} answered ${res.status}: ${msg}.`);
   }
 
   /** The bearer token, refused (apply.token-invalid, not retried) when a header cannot carry it. */
@@ -490,8 +501,8 @@ export class DmzHttpClient {
     const token = await this.opts.token();
     const bad = unsendableTokenChar(token);
     if (bad !== undefined) {
-      const variable = this.opts.tokenEnv ?? "the variable named by the data center's auth.tokenEnv (default FLEET_CLI_TOKEN_<DC>)";
-      throw this.error('apply.token-invalid', tokenInvalidDetail(variable, `the DMZ client of data center ${this.dataCenter}`, bad));
+      const variable = this.opts.tokenEnv !== undefined ? clip(this.opts.tokenEnv) : "the variable named by the data center's auth.tokenEnv (default FLEET_CLI_TOKEN_<DC>)";
+      throw this.error('apply.token-invalid', tokenInvalidDetail(variable, `the DMZ client of data center ${this.named}`, bad));
     }
     return token;
   }
@@ -506,7 +517,7 @@ export class DmzHttpClient {
    * says is final); throws FleetError when retries run out.
    */
   private async request(method: string, path: string, body?: unknown, idempotencyKey?: string, final?: (status: number, parsed: unknown) => boolean): Promise<RawResponse> {
-    const url = `${this.baseUrl}${path}`;
+    const url = `${this.shownUrl}${clip(path)}`;
     const target = { ...this.origin, path: `${this.origin.path}${path}` };
     const { baseDelayMs, maxDelayMs, random, sleep, timeoutMs } = this.opts;
     let lastReason = '';
@@ -548,7 +559,7 @@ export class DmzHttpClient {
         // connections but never answers (a frozen process) was tried ~17 times, a minute each, on a 60 s budget.
         if (timedOut(err)) slept += timeoutMs;
         // A certificate is not trusted or refused: asking again cannot help.
-        if (tlsRefused(err)) throw this.error('apply.dmz-unreachable', `${method} ${url} (DMZ client of data center ${this.dataCenter}) ${lastReason}.`);
+        if (tlsRefused(err)) throw this.error('apply.dmz-unreachable', `${method} ${url} (DMZ client of data center ${this.named}) ${lastReason}.`);
       }
       if (!mayRetry(this.policy, attempt, slept)) break;
       const delayMs = Math.max(retryAfter ?? 0, backoffMs(attempt, baseDelayMs, maxDelayMs, random));
@@ -558,7 +569,7 @@ export class DmzHttpClient {
     }
     throw this.error(
       lastFailure,
-      `${method} ${url} (DMZ client of data center ${this.dataCenter}) ${lastReason} ${gaveUp(attempt, slept)}.`,
+      `${method} ${url} (DMZ client of data center ${this.named}) ${lastReason} ${gaveUp(attempt, slept)}.`,
     );
   }
 }

@@ -1,14 +1,20 @@
 // What a failed exchange with a DMZ client is called in a diagnostic: its
 // error body's message, a TLS refusal (never retried), or why the request
 // could not be sent. Used by providers/client.ts and providers/authority-plans.ts.
+import { REASON_LIMIT, clip } from '../engine/diags/index.ts';
 import type { ErrorBody } from '../protocol/index.ts';
 
-/** The message of an error answer's body (`{ error: { message } }`, or a bare `message`). */
+/**
+ * The message of an error answer's body (`{ error: { message } }`, or a bare
+ * `message`), for a diagnostic: the peer wrote it, so it is clipped
+ * (REASON_LIMIT, its unseen characters escaped): a line break in it forged a
+ * diagnostic line, and a 100 KB one was printed whole into every retry note.
+ */
 export function errorMessage(body: unknown): string {
   const e = (body as Partial<ErrorBody> | undefined)?.error;
-  if (e && typeof e === 'object' && typeof e.message === 'string') return e.message;
+  if (e && typeof e === 'object' && typeof e.message === 'string') return clip(e.message, REASON_LIMIT);
   const m = (body as { message?: unknown } | undefined)?.message;
-  return typeof m === 'string' ? m : 'no details';
+  return typeof m === 'string' ? clip(m, REASON_LIMIT) : 'no details';
 }
 
 /** OpenSSL / Node codes of a server certificate this caller does not trust. */

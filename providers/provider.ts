@@ -35,12 +35,12 @@
 //   clean-up there, as every step is journalled.
 // - delete: if it fails, the VM still exists (the error says in which state).
 import type * as pulumi from '@pulumi/pulumi';
-import { FleetError, diag, unseenProblem, visible } from '../engine/diags/index.ts';
+import { FleetError, REASON_LIMIT, clip, diag, unseenProblem, visible } from '../engine/diags/index.ts';
 import { formatVmAddress, sameSize, type ReplaceOrder, type Step } from '../engine/model/index.ts';
 import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } from '../engine/plan/member.ts';
-import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
+import { buildLifecycle, commitsToDeletion, type LifecycleDef } from '../engine/policy/lifecycle.ts';
 import type { Lifecycle } from '../engine/policy/types.ts';
-import type { ClientTls } from '../engine/transport/index.ts';
+import { unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
 import { DmzHttpClient, type AdminCheckAnswer } from './client.ts';
 import type { ActualVm, AdminCheckRequest, BatchStep, NewVmRequest, Override, RunLane, StepResult } from '../protocol/index.ts';
 
@@ -82,6 +82,21 @@ export interface VmOutputs extends VmInputs {
  */
 export function deniedVm(lifecycle: Pick<LifecycleDef, 'failure'>, vm: Pick<VmOutputs, 'bootDenied' | 'cloudId' | 'state'>): boolean {
   return vm.bootDenied === true && vm.cloudId != null && (lifecycle.failure ?? []).includes(vm.state);
+}
+
+/**
+ * Under Pulumi: a VM an earlier call committed to deletion and did not finish
+ * deleting (BeingDeleted in the default pack: no requestable state is
+ * reachable from it), e.g. a create whose boot the authority denied and whose
+ * clean-up's deleteVm the data center refused, answered as a partial
+ * resource. Walking on to the desired state has no path, so the Vm's diff
+ * answers a replace (old VM first: its delete finishes the way down), as
+ * `fleet plan` recreates such a member (engine/plan/member-changes.ts
+ * committedToDeletion). Not a failure state (those have their recovery
+ * edges) nor a terminal one.
+ */
+export function deletingVm(lc: Lifecycle, state: string): boolean {
+  return !lc.isTerminal(state) && !lc.failure.includes(state) && commitsToDeletion(lc, state);
 }
 
 /** The DMZ client calls a provider makes (DmzHttpClient has them all). */
@@ -159,7 +174,50 @@ export const PULUMI_UNKNOWN = '04da6b54-80e4-46f7-96ec-b56ff0331ba9';
 
 /** Why a program may not change an existing fleet's owner (Fleet and Vm check). */
 export function ownerChange(fleet: string, was: string, now: string): string {
-  return `owner ${now}: the owner of fleet ${fleet} is ${was} in the record, which keeps a fleet's owner (quotas count it) and lets only \`fleet apply\` change it, so its members would keep ${was} and every new member's create be vetoed. Keep owner ${was} in the program, or make a fleet of another name under ${now} and retire this one.`;
+  const [f, w, n] = [visible(fleet), visible(was), visible(now)];
+  return `owner ${n}: the owner of fleet ${f} is ${w} in the record, which keeps a fleet's owner (quotas count it) and lets only \`fleet apply\` change it, so its members would keep ${w} and every new member's create be vetoed. Keep owner ${w} in the program, or make a fleet of another name under ${n} and retire this one.`;
+}
+
+/**
+ * A fleet file's limits (specs/schema/fleet.schema.json) that the Fleet's and
+ * the Vm's check hold a program to; the protocol's (protocol/schemas) for
+ * what a fleet file does not have. Change them with the schema.
+ */
+export const SPEC_LIMITS = {
+  /** spec.count; a member's index is below it. */
+  count: 100_000,
+  /** metadata.owner, a label's key and value, and how many labels (code points, as ajv counts them). */
+  owner: 64,
+  labelKey: 63,
+  labelValue: 256,
+  labels: 64,
+  /** A name the protocol carries (an image, a plan id, a manager: protocol/schemas/common.ts `name`, `planId`). */
+  protocolName: 200,
+} as const;
+
+/** Why `name` is not a fleet name (a fleet file's metadata.name), or undefined; `what` names it in the reason. */
+export function fleetNameProblem(name: string, what = 'name'): string | undefined {
+  // The pattern inside the function: a serialized provider carries the function's text, not a captured RegExp.
+  if (/^[a-z][a-z0-9-]{0,39}$/.test(name)) return undefined;
+  return `${what} ${visible(name)} must be lower-case letters, digits and dashes, starting with a letter, at most 40 characters (members are addressed <name>/<index>)`;
+}
+
+/** Why `z` is not a size a fleet file takes (spec.size: its keys, integer cpu and disk, the ranges), or undefined. */
+export function sizeProblem(z: unknown): string | undefined {
+  const reason = 'size needs an integer cpu from 1 to 256, memoryGiB from 0.5 to 4096 and an integer diskGiB from 1 to 65536';
+  if (z === null || typeof z !== 'object' || Array.isArray(z)) return reason;
+  const v = z as Record<string, unknown>;
+  const extra = Object.keys(v).filter((k) => k !== 'cpu' && k !== 'memoryGiB' && k !== 'diskGiB');
+  if (extra.length > 0) return `${clip(extra[0])} is not a key of size; its keys are cpu, memoryGiB, diskGiB`;
+  const inRange = (x: unknown, lo: number, hi: number, integer: boolean) => typeof x === 'number' && x >= lo && x <= hi && (!integer || Number.isInteger(x));
+  return inRange(v.cpu, 1, 256, true) && inRange(v.memoryGiB, 0.5, 4096, false) && inRange(v.diskGiB, 1, 65536, true) ? undefined : reason;
+}
+
+/** Why a token input cannot be one (Vm's token, a Fleet's tokens entry), never quoting it; undefined when it can. */
+export function tokenProblem(token: unknown): string | undefined {
+  if (typeof token !== 'string') return `must be a string, the DMZ client's bearer token (it is ${token === null ? 'null' : typeof token})`;
+  const bad = unsendableTokenChar(token);
+  return bad ? `holds ${bad}, a character an HTTP header cannot carry (a line end read with the token from a file?): set it to the token alone` : undefined;
 }
 
 /** Inputs that name the member itself: a change is a different member, so a new VM (the planner never sees one: it keys members by address). */
@@ -218,7 +276,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       tokenEnv: env,
       token: () => {
         const t = process.env[env];
-        if (!t) throw new FleetError(diag('apply.token-missing', `Set ${env} to the bearer token of the DMZ client of data center ${dc}.`));
+        if (!t) throw new FleetError(diag('apply.token-missing', `Set ${clip(env)} to the bearer token of the DMZ client of data center ${clip(dc)}.`));
         return t;
       },
     });
@@ -241,26 +299,51 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     if (olds && olds.stack === news.stack && olds.fleet === news.fleet && typeof olds.owner === 'string' && typeof news.owner === 'string' && known(news.owner) && olds.owner !== news.owner) {
       failures.push({ property: 'owner', reason: ownerChange(news.fleet, olds.owner, news.owner) });
     }
+    const text = (v: unknown): v is string => typeof v === 'string' && v !== '' && known(v);
     for (const k of ['stack', 'fleet', 'owner', 'name', 'image', 'desiredState', 'specHash'] as const) {
       if (typeof news[k] !== 'string' || news[k] === '') failures.push({ property: k, reason: `${k} must be a non-empty string` });
     }
+    // The member's identity, as a fleet file names it: the authority and the record take any string up to 200 characters.
+    const fleetProblem = text(news.fleet) ? fleetNameProblem(news.fleet, 'fleet') : undefined;
+    if (fleetProblem) failures.push({ property: 'fleet', reason: fleetProblem });
     // As the authority judges a create (engine/authority/decisions.ts): an owner is matched exactly (quota limits).
-    const unreadable = typeof news.owner === 'string' ? unseenProblem(news.owner) : undefined;
+    const unreadable = text(news.owner) ? unseenProblem(news.owner) : undefined;
     if (unreadable) failures.push({ property: 'owner', reason: `owner ${visible(news.owner)} ${unreadable.why}: owners are matched exactly (quota limits) and this one would read as another; ${unreadable.fix.toLowerCase()}` });
-    if (!Number.isInteger(news.index) || news.index < 0) failures.push({ property: 'index', reason: 'index must be an integer >= 0' });
-    const s = news.size;
-    if (!known(s, s?.cpu, s?.memoryGiB, s?.diskGiB)) {
-      /* judged when known */
-    } else if (!s || !(s.cpu >= 1) || !(s.memoryGiB > 0) || !(s.diskGiB > 0)) failures.push({ property: 'size', reason: 'size needs cpu >= 1, memoryGiB > 0 and diskGiB > 0' });
+    if (text(news.owner) && [...news.owner].length > SPEC_LIMITS.owner) {
+      failures.push({ property: 'owner', reason: `owner must be at most ${SPEC_LIMITS.owner} characters (it is ${[...news.owner].length}): it is matched exactly against quota limits and kept with every VM in the record` });
+    }
+    for (const k of ['image', 'desiredState'] as const) {
+      const v = news[k];
+      if (!text(v)) continue;
+      const problem = unseenProblem(v);
+      if (problem) failures.push({ property: k, reason: `${k} ${visible(v)} ${problem.why}; ${problem.fix.toLowerCase()}` });
+      else if (v.length > SPEC_LIMITS.protocolName) failures.push({ property: k, reason: `${k} must be at most ${SPEC_LIMITS.protocolName} characters (it is ${v.length})` });
+    }
+    if (!Number.isInteger(news.index) || news.index < 0 || news.index >= SPEC_LIMITS.count) {
+      failures.push({ property: 'index', reason: `index must be an integer from 0 to ${SPEC_LIMITS.count - 1} (a member of a fleet of at most ${SPEC_LIMITS.count})` });
+    } else if (text(news.stack) && text(news.fleet) && text(news.name) && news.name !== `${news.stack}-${news.fleet}-${news.index}`) {
+      failures.push({ property: 'name', reason: `name ${visible(news.name)} must be the member's, ${visible(`${news.stack}-${news.fleet}-${news.index}`)} (<stack>-<fleet>-<index>, as fleet plan names it)` });
+    }
+    const s = news.size as unknown as Record<string, unknown> | null | undefined;
+    if (known(s) && (s === null || typeof s !== 'object' || known(s.cpu, s.memoryGiB, s.diskGiB))) {
+      const problem = sizeProblem(s);
+      if (problem) failures.push({ property: 'size', reason: problem });
+    }
     if (typeof news.encryptedDisk !== 'boolean' && known(news.encryptedDisk)) failures.push({ property: 'encryptedDisk', reason: 'encryptedDisk must be a boolean' });
+    if (news.planId != null && known(news.planId) && (typeof news.planId !== 'string' || news.planId.length > SPEC_LIMITS.protocolName)) {
+      failures.push({ property: 'planId', reason: `planId must be a string of at most ${SPEC_LIMITS.protocolName} characters, or left out` });
+    }
+    if (news.managedBy !== undefined && known(news.managedBy) && (typeof news.managedBy !== 'string' || news.managedBy === '' || news.managedBy.length > SPEC_LIMITS.protocolName)) {
+      failures.push({ property: 'managedBy', reason: `managedBy must be a non-empty string of at most ${SPEC_LIMITS.protocolName} characters (the Vm resource sets it: pulumi:<project>/<stack>)` });
+    }
     // As a spec (spec.state-not-requestable): only a requestable state. A terminal one would create a VM and delete it
     // again under a resource Pulumi then believes exists; an intermediate one (PoweredOn, Starting) would park it there.
     if (!known(news.desiredState)) {
       /* judged when known */
     } else if (typeof news.desiredState === 'string' && news.desiredState !== '' && !this.lifecycle.requestable.includes(news.desiredState)) {
-      failures.push({ property: 'desiredState', reason: `${news.desiredState} is not a state a VM may ask for; ask for ${this.lifecycle.requestable.join(' or ')}` });
-    } else if (news.desiredState && !this.lc().path(this.lifecycle.initial, news.desiredState)) {
-      failures.push({ property: 'desiredState', reason: `${news.desiredState} cannot be reached from ${this.lifecycle.initial}` });
+      failures.push({ property: 'desiredState', reason: `${visible(news.desiredState)} is not a state a VM may ask for; ask for ${this.lifecycle.requestable.join(' or ')}` });
+    } else if (typeof news.desiredState === 'string' && news.desiredState !== '' && !this.lc().path(this.lifecycle.initial, news.desiredState)) {
+      failures.push({ property: 'desiredState', reason: `${visible(news.desiredState)} cannot be reached from ${this.lifecycle.initial}` });
     }
     return { inputs: news, failures };
   }
@@ -276,14 +359,26 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
   async diff(_id: string, olds: VmOutputs, news: VmInputs): Promise<pulumi.dynamic.DiffResult> {
     const { action, diff } = classifyMember(olds, { ...news, state: news.desiredState });
     const denied = deniedVm(this.lifecycle, olds);
+    const deleting = typeof olds.state === 'string' && deletingVm(this.lc(), olds.state);
+    // Pulumi's host diffs with the provider the program now gives (another data center's, when VmArgs.dataCenter
+    // changed) against the outputs: a VM does not move, it is deleted where it is (through the provider in the state)
+    // and created in this data center.
+    const moved = this.movedFrom(olds);
     // Replaces name inputs: a hardware change is one of the hash (the Vm has no hardware input; VmArgs.hardware goes into specHash).
     const replaces = [
       ...IDENTITY_KEYS.filter((k) => olds[k] !== news[k]),
       ...REPLACE_FIELDS.filter((k) => k in diff).map((k) => (k === 'hardware' ? 'specHash' : k)),
       ...(denied ? ['bootDenied'] : []),
+      ...(deleting ? ['state'] : []),
+      ...(moved ? ['dataCenter'] : []),
     ];
     const changed = replaces.length > 0 || action !== 'noop' || olds.owner !== news.owner;
-    return { changes: changed, replaces, deleteBeforeReplace: denied || (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
+    return { changes: changed, replaces, deleteBeforeReplace: denied || deleting || moved || (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
+  }
+
+  /** Under Pulumi: whether outputs of a VM in another data center reached this one's provider (the program moved the VM). */
+  private movedFrom(olds: Pick<VmOutputs, 'dataCenter'>): boolean {
+    return typeof olds.dataCenter === 'string' && olds.dataCenter !== this.dataCenter;
   }
 
   /** A plan step as the request that carries it out. */
@@ -310,7 +405,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       await this.follow(conn, requests, walked, planned, what);
     } catch (err) {
       walked.thrown = err;
-      walked.error = err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', `${what(walked.answered)} in ${this.dataCenter}: ${err instanceof Error ? err.message : String(err)}`));
+      walked.error = err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', `${what(walked.answered)} in ${clip(this.dataCenter)}: ${clip(err instanceof Error ? err.message : String(err), REASON_LIMIT)}`));
     }
     return walked;
   }
@@ -346,14 +441,16 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
   private outsideChange(w: Walked, assumed: string, address: string): void {
     const r = w.last;
     if (!w.error || w.thrown || !r) return;
+    const dc = clip(this.dataCenter);
+    const member = clip(address);
     const then = 'run `fleet refresh` on the stack (with the stack folder and the record, as `fleet apply` runs), which records the change; then run this again';
     let detail: string | undefined;
     if (r.outcome === 'failed' && r.error?.code === 'driver.not-found') {
-      detail = `VM ${address} is gone from data center ${this.dataCenter} (deleted outside the program), but the record still holds it ${r.vm?.state ?? assumed}: ${then} (a destroy then finds it deleted, \`pulumi up\` creates it again).`;
+      detail = `VM ${member} is gone from data center ${dc} (deleted outside the program), but the record still holds it ${clip(r.vm?.state ?? assumed)}: ${then} (a destroy then finds it deleted, \`pulumi up\` creates it again).`;
     } else if (r.outcome === 'vetoed' && w.answered === 1 && r.vm && r.vm.state !== assumed) {
-      detail = `The record holds ${address} ${r.vm.state}, the Pulumi state ${assumed}: if \`pulumi refresh\` read that from data center ${this.dataCenter} after a change made outside the program (a VM stopped or started in the cloud), ${then}.`;
+      detail = `The record holds ${member} ${clip(r.vm.state)}, the Pulumi state ${clip(assumed)}: if \`pulumi refresh\` read that from data center ${dc} after a change made outside the program (a VM stopped or started in the cloud), ${then}.`;
     } else if (r.outcome === 'vetoed' && w.answered === 1 && r.vm === undefined && / already has a live VM/.test(r.reason)) {
-      detail = `If \`pulumi refresh\` dropped ${address} from the Pulumi state because it was deleted outside the program, the record still holds it live: ${then}.`;
+      detail = `If \`pulumi refresh\` dropped ${member} from the Pulumi state because it was deleted outside the program, the record still holds it live: ${then}.`;
     }
     if (detail) w.error = new FleetError([...w.error.diagnostics, diag(r.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed', detail, { address })]);
   }
@@ -365,13 +462,15 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
 
   private stepError(r: StepResult, what: string): FleetError {
     const where = r.vm ? { address: r.vm.address } : {};
-    if (r.outcome === 'vetoed') return new FleetError(diag('apply.step-vetoed', `${what} in ${this.dataCenter}: ${r.reason}.`, where));
-    return new FleetError(diag('apply.step-failed', `${what} in ${this.dataCenter}: ${r.error?.message ?? r.reason}; the VM is now ${r.vm?.state ?? 'unknown'}.`, where));
+    // The authority's reason and the cloud's message come from the data center's side: escaped and cut (REASON_LIMIT),
+    // as Pulumi shows an error's message as it is, line breaks and all.
+    if (r.outcome === 'vetoed') return new FleetError(diag('apply.step-vetoed', `${what} in ${clip(this.dataCenter)}: ${clip(r.reason, REASON_LIMIT)}.`, where));
+    return new FleetError(diag('apply.step-failed', `${what} in ${clip(this.dataCenter)}: ${clip(r.error?.message ?? r.reason, REASON_LIMIT)}; the VM is now ${r.vm?.state === undefined ? 'unknown' : clip(r.vm.state)}.`, where));
   }
 
   private path(lc: Lifecycle, from: string, to: string): string[] {
     const p = lc.path(from, to);
-    if (!p) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${from} to ${to}.`));
+    if (!p) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(from)} to ${clip(to)}.`));
     return p;
   }
 
@@ -405,7 +504,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const key = planned?.key ?? this.randomKeys();
     const fence = planned?.fencingToken;
     const requests = [this.createRequest(vmId, inputs, key(0), planId, planned?.replaces, fence), ...steps.map((s, i) => this.request(vmId, s, key(i + 1), planId, inputs, fence))];
-    const label = (k: number) => (k === 0 ? `create ${formatVmAddress(inputs.fleet, inputs.index)}` : `${steps[k - 1].from} -> ${steps[k - 1].to}`);
+    const label = (k: number) => (k === 0 ? `create ${clip(formatVmAddress(inputs.fleet, inputs.index))}` : `${steps[k - 1].from} -> ${steps[k - 1].to}`);
     const w = await this.run(conn, requests, this.lifecycle.initial, planned, label);
     if (!w.error) return { id: vmId, outs: this.outputs(vmId, inputs, w.last) };
     // fleet apply, whose record keeps the VM, or nothing was inserted (the create itself did not go through): the error as it is.
@@ -415,16 +514,16 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     let cleanup: Walked;
     try {
       const down = deletePath(lc!, w.state);
-      if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${w.state} to a terminal state.`));
+      if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(w.state)} to a terminal state.`));
       const downSteps = stepsAlong(lc!, down, 'current');
       cleanup = await this.run(conn, downSteps.map((s) => this.request(vmId, s, globalThis.crypto.randomUUID(), planId, inputs)), w.state, undefined, (k) => `${downSteps[k].from} -> ${downSteps[k].to}`);
     } catch (err) {
-      cleanup = { state: w.state, answered: 0, error: err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', String(err))) };
+      cleanup = { state: w.state, answered: 0, error: err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', clip(String(err), REASON_LIMIT))) };
     }
     if (cleanup.error) {
       const err = new FleetError([
         ...w.error.diagnostics,
-        diag('apply.step-failed', `Cleaning up VM ${vmId} after the failed create failed too; it may still exist in ${this.dataCenter} (${cleanup.state}): ${cleanup.error.message}`, {
+        diag('apply.step-failed', `Cleaning up VM ${vmId} after the failed create failed too; it may still exist in ${clip(this.dataCenter)} (${clip(cleanup.state)}): ${cleanup.error.message}`, {
           address: formatVmAddress(inputs.fleet, inputs.index),
         }),
       ]);
@@ -448,15 +547,17 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       throw new FleetError(
         diag(
           'apply.import-refused',
-          `VM ${id} cannot be read without the outputs its create left in the Pulumi state, so a VM cannot be imported (\`pulumi import\` or the import option). Declare it in the program and let \`pulumi up\` create it; a VM that \`fleet apply\` made stays managed by \`fleet apply\`.`,
+          `VM ${clip(id)} cannot be read without the outputs its create left in the Pulumi state, so a VM cannot be imported (\`pulumi import\` or the import option). Declare it in the program and let \`pulumi up\` create it; a VM that \`fleet apply\` made stays managed by \`fleet apply\`.`,
         ),
       );
     }
     const actual = await this.connect().getVm(id);
     if (!actual || actual.status === 'terminated') return {};
-    // A VM whose boot the authority denied keeps its failure state: its cloud shows it as any VM (powered off), the
-    // record holds it there until its delete, and its next diff replaces it (deniedVm) rather than boot it again.
-    const state = deniedVm(this.lifecycle, props) ? props.state : actual.observedState;
+    // A VM whose boot the authority denied keeps its failure state, and one committed to deletion keeps that state
+    // (deletingVm): its cloud shows it as any VM (powered off), the record holds it there until its delete (fleet
+    // refresh records no way back), and its next diff replaces it rather than boot it again or walk from a state the
+    // record does not hold.
+    const state = deniedVm(this.lifecycle, props) || deletingVm(this.lc(), props.state) ? props.state : actual.observedState;
     return { id, props: { ...props, state, cloudId: actual.cloudId, size: actual.size } };
   }
 
@@ -468,7 +569,27 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       throw new FleetError(
         diag(
           'apply.step-vetoed',
-          `The authority denied the boot of ${formatVmAddress(olds.fleet, olds.index)} (VM ${olds.cloudId}, which ${this.dataCenter} still holds, powered off, in ${olds.state}), so it is not booted again: it is deleted and created again, which its diff asks of Pulumi as a replace (\`bootDenied\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
+          `The authority denied the boot of ${clip(formatVmAddress(olds.fleet, olds.index))} (VM ${clip(String(olds.cloudId))}, which ${clip(this.dataCenter)} still holds, powered off, in ${clip(olds.state)}), so it is not booted again: it is deleted and created again, which its diff asks of Pulumi as a replace (\`bootDenied\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
+          { address: formatVmAddress(olds.fleet, olds.index) },
+        ),
+      );
+    }
+    // Pulumi: diff replaces a VM the program moved to this data center; this data center does not hold it. Nothing is sent.
+    if (!planned && this.movedFrom(olds)) {
+      throw new FleetError(
+        diag(
+          'apply.step-vetoed',
+          `${clip(formatVmAddress(olds.fleet, olds.index))} is in data center ${clip(olds.dataCenter)} (VM ${clip(olds.vmId)}), and the program now puts it in ${clip(this.dataCenter)}: a VM does not move between data centers, it is deleted in ${clip(olds.dataCenter)} and created in ${clip(this.dataCenter)}, which its diff asks of Pulumi as a replace (\`dataCenter\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
+          { address: formatVmAddress(olds.fleet, olds.index) },
+        ),
+      );
+    }
+    // Pulumi: diff replaces a VM committed to deletion; nothing leads from its state to the desired one. Nothing is sent.
+    if (!planned && deletingVm(this.lc(), olds.state)) {
+      throw new FleetError(
+        diag(
+          'apply.step-vetoed',
+          `${formatVmAddress(olds.fleet, olds.index)} (VM ${olds.vmId} in ${this.dataCenter}) is ${olds.state}: an earlier call began deleting it and did not finish (its data center refused or failed the delete), and nothing leads from ${olds.state} to ${news.desiredState}. It is deleted and created again, which its diff asks of Pulumi as a replace (\`state\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
           { address: formatVmAddress(olds.fleet, olds.index) },
         ),
       );
@@ -478,7 +599,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       if (sameSize(olds.size, news.size)) steps = stepsAlong(lc, this.path(lc, olds.state, news.desiredState), 'current');
       else {
         const r = resizeSteps(lc, olds.state, news.desiredState);
-        if ('missing' in r) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${r.missing.from} to ${r.missing.to}.`));
+        if ('missing' in r) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(r.missing.from)} to ${clip(r.missing.to)}.`));
         steps = r.steps;
       }
     }
@@ -522,7 +643,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
         const lc = this.lc();
         if (lc.isTerminal(from)) return { state: from, answered: 0 };
         const down = deletePath(lc, from);
-        if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${from} to a terminal state.`));
+        if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(from)} to a terminal state.`));
         steps = stepsAlong(lc, down, 'current');
       }
       const walkSteps = steps;
@@ -549,7 +670,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
         ...w.error.diagnostics,
         diag(
           'apply.step-vetoed',
-          `VM ${id} is not in the record, but data center ${this.dataCenter} still has it (cloud id ${cloud.cloudId}, ${cloud.observedState}): nothing approves its deletion. Delete it in the cloud (the DMZ client acts only on approved requests), then run the destroy again: it finds the VM gone and finishes.`,
+          `VM ${clip(id)} is not in the record, but data center ${clip(this.dataCenter)} still has it (cloud id ${clip(cloud.cloudId)}, ${clip(cloud.observedState)}): nothing approves its deletion. Delete it in the cloud (the DMZ client acts only on approved requests), then run the destroy again: it finds the VM gone and finishes.`,
           { address: formatVmAddress(props.fleet, props.index) },
         ),
       ]);

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as validators from '../specs/validators/routes.js';
 import { WIRE_ERRORS } from '../protocol/errors.ts';
+import { BOOT_BODY_LIMIT, RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol/index.ts';
 import { nulAt } from '../protocol/http.ts';
 import { createRequest, newVm, startTestWorld, type TestWorld } from '../providers/testing.ts';
 import { rng } from './helpers/fuzz.ts';
@@ -198,5 +199,39 @@ describe('generated bad bodies on every route of both services', () => {
     expect(sent, 'most mutations break the body').toBeGreaterThan(CASES_PER_ROUTE / 2);
     expect(await state()).toEqual(before);
     for (const url of [world.authority.url, dc.dmz.url]) expect((await fetch(`${url}/v1/health`)).status).toBe(200);
+  });
+
+  // Bounds of the wire contract past the schemas' own (docs/protocol.md): each refused with the diagnostic naming it,
+  // nothing done. The open boot routes read at most BOOT_BODY_LIMIT (they took 1 MiB, parsed and validated, from any
+  // address of the DMZ network); a DMZ client's batch holds at most STEP_BATCH_MAX steps, a run counting its steps.
+  const transition = () => ({ op: 'transition', vmId: randomUUID(), body: { idempotencyKey: randomUUID(), planId: 'p', from: 'PoweredOff', to: 'PoweredOn' } });
+  it.each([
+    { name: 'a boot body over BOOT_BODY_LIMIT', path: '/v1/boot', open: true, body: () => ({ cloudId: 'c', vmId: id, image: 'i', bootToken: 't'.repeat(BOOT_BODY_LIMIT) }), status: 413, code: 'too-large' },
+    { name: 'a boot agent report over BOOT_BODY_LIMIT', path: '/v1/boot/status', open: true, body: () => ({ cloudId: 'c', vmId: id, bootToken: 't', state: 'failed', detail: 'd'.repeat(BOOT_BODY_LIMIT) }), status: 413, code: 'too-large' },
+    {
+      name: 'a batch of runs holding more than STEP_BATCH_MAX steps',
+      path: '/v1/batch',
+      body: () => ({ steps: Array.from({ length: STEP_BATCH_MAX / RUN_STEPS_MAX + 1 }, () => ({ op: 'run', steps: Array.from({ length: RUN_STEPS_MAX }, transition) })) }),
+      status: 400,
+      code: 'bad-request',
+      message: `body/steps holds ${STEP_BATCH_MAX + RUN_STEPS_MAX} steps, a run counting its steps; a batch holds at most ${STEP_BATCH_MAX}`,
+    },
+  ])('$name: $status $code', async ({ path, open, body, status, code, message }) => {
+    const before = await state();
+    const dc = world.dc('miami');
+    const res = await fetch(`${dc.dmz.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(open ? {} : { authorization: `Bearer ${dc.clientToken}` }) }, body: JSON.stringify(body()) });
+    const { error } = (await res.json()) as { error: { code: string; message: string } };
+    expect([res.status, error.code]).toEqual([status, code]);
+    if (message) expect(error.message).toContain(message);
+    expect(await state()).toEqual(before);
+  });
+
+  it('a batch of exactly STEP_BATCH_MAX steps in runs is taken', async () => {
+    const dc = world.dc('miami');
+    const body = { steps: Array.from({ length: STEP_BATCH_MAX / RUN_STEPS_MAX }, () => ({ op: 'run', steps: Array.from({ length: RUN_STEPS_MAX }, transition) })) };
+    const res = await fetch(`${dc.dmz.url}/v1/batch`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${dc.clientToken}` }, body: JSON.stringify(body) });
+    expect(res.status).toBe(200);
+    // Each run stops at its first step (a VM the record does not have): one line each.
+    expect((await res.text()).trim().split('\n')).toHaveLength(STEP_BATCH_MAX / RUN_STEPS_MAX);
   });
 });

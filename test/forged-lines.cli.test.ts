@@ -7,13 +7,15 @@
 // cut to QUOTE_LIMIT (a path to WHERE_LIMIT, its middle cut).
 // test/bounded-diagnostics.cli.test.ts bounds the lines; this says they are
 // not forged, and that the value is quoted, not cut by the backstop.
+import http from 'node:http';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUOTE_LIMIT } from '../engine/diags/index.ts';
+import { QUOTE_LIMIT, REASON_LIMIT } from '../engine/diags/index.ts';
 import { WHERE_LIMIT } from '../engine/diags/quote.ts';
 import { runCli } from './helpers/cli.ts';
+import { listenOnLoopback } from './helpers/proxy.ts';
 import { fleetYaml, stackYaml } from './helpers/fuzz.ts';
 import { REPO } from './helpers/stack.ts';
 
@@ -103,6 +105,15 @@ describe("a saved plan's strings, in fleet apply's refusals of it: one escaped l
     { name: 'its stack', edit: (p: Plan, v: string) => void (p.stack = v), codes: ['apply.plan-stack'] },
     { name: "its seal's key id", edit: (p: Plan, v: string) => void (p.seal.keyId = v), codes: ['apply.plan-foreign'] },
     { name: "a change's fleet", edit: (p: Plan, v: string) => void (p.changes[0].fleet = v), codes: ['apply.plan-tampered', 'apply.plan-scope'] },
+    // The plan document's own checks (engine/plan/document.ts), before the seal's.
+    { name: 'a key the format does not have', edit: (p: Plan, v: string) => void ((p as unknown as Record<string, unknown>)[v] = 1), codes: ['apply.plan-file'] },
+    { name: 'its formatVersion', edit: (p: Plan, v: string) => void ((p as unknown as Record<string, unknown>).formatVersion = v), codes: ['apply.plan-format'] },
+    {
+      name: "the address of a change with a field of the wrong type",
+      edit: (p: Plan, v: string) => void Object.assign(p.changes[0], { address: v, index: 'x' }),
+      // The address's form and the index's type.
+      codes: ['apply.plan-file', 'apply.plan-file'],
+    },
   ])('$name', async ({ edit, codes }) => {
     for (const v of [FORGED, HUGE]) {
       const p = structuredClone(plan) as Plan;
@@ -114,7 +125,103 @@ describe("a saved plan's strings, in fleet apply's refusals of it: one escaped l
       const heads = r.stderr.split('\n').filter((l) => /^\s*(error|warning)\[/.test(l));
       expect(heads.map((l) => /^error\[([a-z.-]+)\]/.exec(l)?.[1])).toEqual(codes);
       expect(r.stderr).not.toMatch(/^\s*error\[spec\.fake\]/m);
-      expect(r.stderr).not.toContain('y'.repeat(QUOTE_LIMIT + 1));
+      // A detail quotes at most QUOTE_LIMIT characters; where a diagnostic applies (a change's address) is cut at WHERE_LIMIT.
+      const details = r.stderr.split('\n').filter((l) => !l.startsWith('  at '));
+      expect(details.join('\n')).not.toContain('y'.repeat(QUOTE_LIMIT + 1));
+      expect(r.stderr).not.toContain('y'.repeat(WHERE_LIMIT + 1));
+    }
+  });
+});
+
+// What a data center answers a step with (its authority's veto reason, its cloud's error message, an error body's
+// message) is in the failed member's diagnostic, its journal row and its JSON event. `fleet apply` printed it escaped
+// already, but a 100 KB one was 4,000 characters of it in the diagnostic (diag()'s backstop) and whole (100 KB) in
+// the --format json step event. Clipped now (REASON_LIMIT) where the member's failure is made (engine/apply/member.ts).
+// A stand-in DMZ client over loopback HTTP answers fleet apply's batches.
+describe("a data center's answers, in fleet apply's and fleet refresh's output: escaped, clipped, JSON still JSON", () => {
+  let root: string;
+  let stack: string;
+  let dmz: { url: string; close(): Promise<void> };
+  let answer: (v: string) => { status: number; body: unknown } = () => ({ status: 500, body: {} });
+  let value = '';
+  /** What GET /v1/vms lists. */
+  let listed: unknown[] = [];
+  beforeAll(async () => {
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        if (req.method === 'POST' && req.url === '/v1/batch') {
+          // Each item's first step answered as the case says: a run stops at an answer that is not ok.
+          const items = (JSON.parse(body) as { steps: unknown[] }).steps;
+          res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+          res.end(items.map((_, i) => `${JSON.stringify({ i, k: 0, ...answer(value) })}\n`).join(''));
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(req.url === '/v1/vms' ? JSON.stringify({ vms: listed }) : '{}');
+      });
+    });
+    dmz = await listenOnLoopback(server, new http.Agent());
+    root = mkdtempSync(join(tmpdir(), 'fleet-forged-dmz-'));
+    stack = join(root, 's');
+    mkdirSync(join(stack, 'specs'), { recursive: true });
+    writeFileSync(join(stack, 'stack.yaml'), stackYaml().replace('address: embedded', `address: ${dmz.url}`));
+    writeFileSync(join(stack, 'specs', 'web.yaml'), fleetYaml);
+  });
+  afterAll(async () => {
+    await dmz.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const HUGE_WORDS = 'yy '.repeat(34_000);
+  const step = (over: Record<string, unknown>) => ({ status: 200, body: { requestId: 'r', decision: 'approved', reason: 'ok', outcome: 'ok', ...over } });
+  it.each(
+    [
+      { name: "the authority's veto reason", answer: (v: string) => step({ decision: 'vetoed', outcome: 'vetoed', reason: v }), code: 'apply.step-vetoed' },
+      { name: "the cloud's error message", answer: (v: string) => step({ outcome: 'failed', error: { code: 'driver.failed', message: v } }), code: 'apply.step-failed' },
+      { name: "an error body's message (409)", answer: (v: string) => ({ status: 409, body: { error: { code: 'conflict', message: v } } }), code: 'apply.dmz-rejected' },
+    ].flatMap((c) => [{ ...c, value: 'a line break and a forged diagnostic', v: FORGED }, { ...c, value: '100 KB of words', v: HUGE_WORDS }]),
+  )('$name: $value', async ({ answer: a, v }) => {
+    answer = a;
+    value = v;
+    const env = { FLEET_CLI_TOKEN_MIAMI: 'tok', FLEET_RETRY_BUDGET_MS: '0' };
+    const text = await runCli(['apply', '--yes', '--stack', stack], { cwd: root, env });
+    expect(text.code).toBe(1);
+    expect(text.stderr).toContain('error[apply.member-failed]');
+    expect(text.stderr).not.toMatch(/^\s*error\[spec\.fake\]/m);
+    // Each member's failure: the data center's words at most REASON_LIMIT characters of it.
+    for (const block of text.stderr.split(/^(?=error\[)/m)) expect(block.length).toBeLessThan(REASON_LIMIT + 1000);
+    const json = await runCli(['apply', '--yes', '--format', 'json', '--stack', stack], { cwd: root, env });
+    expect(json.code).toBe(1);
+    for (const line of json.stdout.trimEnd().split('\n')) {
+      expect(() => JSON.parse(line) as unknown, line.slice(0, 200)).not.toThrow();
+      expect(line.length).toBeLessThan(REASON_LIMIT + 1500);
+    }
+  });
+
+  // fleet refresh's drift lines name what the data center lists (a VM the record does not know: its name, its cloud
+  // id): escaped, but a 100 KB one was printed whole, in the line and in the import it suggests. Clipped now.
+  it.each([
+    { value: 'a line break and a forged diagnostic', v: FORGED },
+    { value: 'a 100 KB value', v: HUGE },
+  ])('fleet refresh, a VM the record does not know: $value', async ({ v }) => {
+    listed = [
+      {
+        vmId: '6f1c3e3a-9a4b-4c5e-8f00-0123456789ab', cloudId: v, dataCenter: 'miami', name: v, image: 'img', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 },
+        encryptedDisk: true, status: 'present', power: 'on', agent: 'none', observedState: 'Running',
+      },
+    ];
+    try {
+      // The record, made by a saved plan when no apply above made it.
+      expect((await runCli(['plan', '--out', join(root, 'refresh-plan.json'), '--stack', stack], { cwd: root })).code).toBe(0);
+      const r = await runCli(['refresh', '--stack', stack], { cwd: root, env: { FLEET_CLI_TOKEN_MIAMI: 'tok', FLEET_RETRY_BUDGET_MS: '0' } });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('that the record does not know');
+      expect(`${r.stdout}${r.stderr}`).not.toMatch(/^\s*error\[spec\.fake\]/m);
+      expect(r.stdout).not.toContain('y'.repeat(QUOTE_LIMIT + 1));
+    } finally {
+      listed = [];
     }
   });
 });

@@ -399,3 +399,45 @@ spec:
     expect((await fleet('plan')).stdout).toContain('No changes. The record matches the specs.');
   }, 240_000);
 });
+
+describe('fleet apply: a lower count beside a surge rollout, within the owner quota the plan checked', () => {
+  // Count 6 to 4 beside an image change, maxSurge 2, team-web's quota 6 VMs: the plan checks the surge VMs against
+  // the quota as count + maxSurge (4 + 2) and finds them fitting. Apply deleted web/4 and web/5 beside wave 1 while
+  // wave 1 created its surge VMs: 6 + 2 VMs at once, and the authority vetoed a surge VM ("the quota of owner
+  // team-web is 6 VMs: 6 in use"), stopping the rollout. The deletes now hold surge places until they are done.
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  const stack = () => oneDcStackYaml('rollout').replace(/policyPack: \{ path: (.*) \}/, 'policyPack: { path: $1, config: { owner-quota: { limits: { team-web: { vms: 6 } } } } }');
+  const spec = (count: number, image: string) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: web, owner: team-web }
+spec:
+  count: ${count}
+  image: ${image}
+  size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
+  rollout: { maxUnavailable: 1, maxSurge: 2 }
+`;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stack());
+    await writeFile(join(dir, 'specs', 'web.yaml'), spec(6, 'ubuntu-22.04'));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('deletes the members the lower count drops before it creates surge VMs, and the apply succeeds', async () => {
+    await writeFile(join(dir, 'specs', 'web.yaml'), spec(4, 'ubuntu-24.04'));
+    const plan = await fleet('plan');
+    expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+    expect(plan.stdout).toContain('wave 1: web/0, web/1, web/2 (1 out of service, 2 replaced by a surge VM first)');
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
+    expect(applied.stdout + applied.stderr).not.toContain('quota');
+    const after = await fleet('plan');
+    expect(after.stdout).toContain('No changes. The record matches the specs.');
+  }, 240_000);
+});

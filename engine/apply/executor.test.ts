@@ -12,7 +12,7 @@ import type { BatchStep, StepResult } from '../../protocol/index.ts';
 import { startTestWorld } from '../../providers/testing.ts';
 import { ConnectedProvider, lifecycleData, type DmzConnection, type MemberProvider, type PlannedCall, type VmInputs, type VmOutputs } from '../../providers/provider.ts';
 import { ApplyStoppedError, applyPlan, lockFleets, proposedVmId, recordFleets, stepCount, type ApplyEvent } from './executor.ts';
-import { FleetError } from '../diags/index.ts';
+import { FleetError, REASON_LIMIT, formatDiagnostics } from '../diags/index.ts';
 import { NOT_SENT_DETAIL, NOT_SENT_INTERRUPTED_DETAIL } from './member.ts';
 
 const dcs = [dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'])];
@@ -1028,5 +1028,22 @@ describe('closeInterrupted', () => {
     } finally {
       await record.close();
     }
+  });
+});
+
+// An apply stopped by a fault fleet does not know (a record driver's own error, a PostgreSQL server's message) says
+// it as it came: a line break in it forged a diagnostic line under `fleet apply`, and 100 KB of it was 4,000
+// characters. Clipped now (REASON_LIMIT).
+describe('ApplyStoppedError: a cause fleet does not know, clipped', () => {
+  const result = { planId: 'p', succeeded: 0, failed: [], steps: 0, stepsFailed: 0, stepsSkipped: 0, elapsedMs: 0, notStarted: 1, interrupted: true, rollouts: [], fleetChanges: [] };
+  const stop = { running: [], unrecorded: [], recorded: true, released: true, leaseMs: 30_000, stack: 's', fleets: ['web'] };
+  it.each([
+    ['a line break and a forged diagnostic', 'm\nerror[apply.fake]: Forged\n  at web/9'],
+    ['100 KB of words', 'yy '.repeat(34_000)],
+  ])('%s', (_name, message) => {
+    const err = new ApplyStoppedError(result, { ...stop, cause: new Error(message) });
+    expect(err.diagnostics.map((d) => d.code)).toEqual(['apply.stopped', 'cli.internal']);
+    expect(formatDiagnostics(err.diagnostics)).not.toMatch(/^\s*error\[apply\.fake\]/m);
+    expect(err.diagnostics[1].detail.length).toBeLessThanOrEqual(REASON_LIMIT + 30);
   });
 });

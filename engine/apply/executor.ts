@@ -25,7 +25,7 @@
 // events) in member.ts.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { FleetError, clip, diag, type Diagnostic } from '../diags/index.ts';
+import { FleetError, REASON_LIMIT, clip, diag, type Diagnostic } from '../diags/index.ts';
 import { PLAN_FORMAT_VERSION, type Change, type FleetChange, type PlanDocument } from '../model/index.ts';
 import { planDigest } from '../plan/digest.ts';
 import { holderGone } from '../record/locks.ts';
@@ -421,7 +421,7 @@ export class ApplyStoppedError extends FleetError {
 function causeDiagnostics(cause: unknown): Diagnostic[] {
   if (cause instanceof FleetError) return cause.diagnostics;
   // Not a record fault fleet knows (a bug, or a driver of the record's own): said as it came.
-  return [diag('cli.internal', cause instanceof Error ? cause.message : String(cause))];
+  return [diag('cli.internal', clip(cause instanceof Error ? cause.message : String(cause), REASON_LIMIT))];
 }
 
 const listed = (xs: readonly string[], max = 10) => (xs.length <= max ? xs.join(', ') : `${xs.slice(0, max).join(', ')}, … (${xs.length} in all)`);

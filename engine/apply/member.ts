@@ -2,7 +2,7 @@
 // request journalled (started, then done / failed / skipped) and reported as
 // an event in step order, through its data center's provider only. The
 // executor (executor.ts) decides when a member runs; this file, what it does.
-import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
+import { FleetError, REASON_LIMIT, clip, diag, type Diagnostic } from '../diags/index.ts';
 import type { Change, PlanDocument, Step } from '../model/index.ts';
 import { overrideProof, type Override, type RunLane, type StepResult } from '../../protocol/index.ts';
 import type { MemberProvider, PlannedCall, VmInputs, VmOutputs } from '../../providers/provider.ts';
@@ -271,7 +271,9 @@ export async function runMember(
     flush();
     const r = requests[k];
     const code = result.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed';
-    const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
+    // What the authority or the cloud said, clipped (REASON_LIMIT, unseen characters escaped) in the diagnostic, the
+    // journal and the event alike: a line break in it forged a line wherever one was shown as it came.
+    const why = clip(result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason), REASON_LIMIT);
     const d = diag(code, `${r.from ?? '(new)'} -> ${r.to} in ${change.dataCenter}: ${why}`, { address: change.address });
     failure = { k, d, cause: result.outcome === 'vetoed' ? 'vetoed' : stepFailureCause(result.error) };
     after(answerRow(k, record.journal(row(k, 'failed', d.detail))), () => emit(stepEvent(k, 'failed', why)));
@@ -298,7 +300,7 @@ export async function runMember(
     // A step answered not ok: the provider throws what onAnswer has recorded already.
     // Otherwise the first unanswered step could not be carried out (rejected, or the DMZ client unreachable).
     if (!failure) {
-      const d = err instanceof FleetError ? err.diagnostics[0] : diag('apply.step-failed', String(err instanceof Error ? err.message : err));
+      const d = err instanceof FleetError ? err.diagnostics[0] : diag('apply.step-failed', clip(String(err instanceof Error ? err.message : err), REASON_LIMIT));
       const k = replies;
       failure = { k, d: { ...d, address: change.address }, cause: requestFailureCause(d) };
       after(record.journal(row(k, 'failed', d.detail)).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));

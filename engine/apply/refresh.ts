@@ -5,7 +5,7 @@
 // `fleet refresh --check` (write: false) reports the same differences and
 // writes nothing: a one-edge difference is then `edge`, not `recorded`.
 import { hostname } from 'node:os';
-import { FleetError, diag, type Code, type Diagnostic } from '../diags/index.ts';
+import { FleetError, clip, diag, type Code, type Diagnostic } from '../diags/index.ts';
 import { bootStates, bootedStates } from '../policy/index.ts';
 import type { Lifecycle } from '../policy/types.ts';
 import { holderGone, lockHolder } from '../record/locks.ts';
@@ -258,7 +258,7 @@ async function poweredOffWhy(record: FleetRecord, lc: Lifecycle, stack: string, 
       ? `It powered itself off after a reboot from inside its guest: its agent asked for its disk key again with its last boot's token and was denied (${last.detail}), as a VM gets its disk key only through an approved boot`
       : `It was powered off from inside its guest (a halt, or a reboot whose boot was denied) or by its cloud`;
   const next = write ? '`fleet apply` boots it again' : '`fleet refresh` (or `fleet plan --refresh`), then `fleet apply`, boots it again';
-  return `${what}. Its disk and cloud VM ${a.cloudId} are kept: ${next} along an approved boot edge, with a fresh boot token`;
+  return `${what}. Its disk and cloud VM ${clip(a.cloudId)} are kept: ${next} along an approved boot edge, with a fresh boot token`;
 }
 
 /**
@@ -324,7 +324,7 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
         /** A difference no diagram path records: reported as drift, noted in the VM's history when the refresh writes. */
         const notAnEdge = async (observed: string, detail: string, history: string) => {
           drift.push({ kind: 'not-an-edge', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: observed, detail });
-          if (writing()) await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: opts.actor, detail: `refresh: ${dc.name} reports ${observed}, ${history}` });
+          if (writing()) await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: opts.actor, detail: `refresh: ${dc.name} reports ${clip(observed)}, ${history}` });
         };
         if (!a) {
           // Before createVm has run there is nothing in the cloud to find.
@@ -343,7 +343,7 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
           // Its data center holds a VM of its VM id whose cloud id the record lacks: that VM is this one (recordCloudId).
           if (writing()) {
             vm = await recordCloudId(record, vm, a, { actor: opts.actor, why: 'refresh' });
-            drift.push({ kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded its cloud id ${a.cloudId}, which the record did not hold` });
+            drift.push({ kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded its cloud id ${clip(a.cloudId)}, which the record did not hold` });
           } else {
             drift.push({
               kind: 'edge',
@@ -351,7 +351,7 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
               address: vm.address,
               recordState: vm.state,
               actualState: a.observedState,
-              detail: `${dc.name} holds VM ${a.cloudId} of it, whose cloud id the record does not hold; \`fleet refresh\` would record it`,
+              detail: `${dc.name} holds VM ${clip(a.cloudId)} of it, whose cloud id the record does not hold; \`fleet refresh\` would record it`,
             });
           }
         }
@@ -362,8 +362,8 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
           // would boot the VM the authority refused, same disk, with a fresh token.
           await notAnEdge(
             a.observedState,
-            `${dc.name} reports ${a.observedState} but the record holds ${vm.state}, and the authority denied its latest boot (its DMZ client reported it driver.boot-denied): ` +
-              `kept in ${vm.state}, so \`fleet apply\` deletes VM ${a.cloudId} and creates ${vm.address} again rather than boot it again (docs/recovery.md, "A denied VM its data center still holds")`,
+            `${dc.name} reports ${clip(a.observedState)} but the record holds ${vm.state}, and the authority denied its latest boot (its DMZ client reported it driver.boot-denied): ` +
+              `kept in ${vm.state}, so \`fleet apply\` deletes VM ${clip(a.cloudId)} and creates ${vm.address} again rather than boot it again (docs/recovery.md, "A denied VM its data center still holds")`,
             `its latest boot denied by the authority; kept in ${vm.state}, to be deleted and created again`,
           );
           continue;
@@ -387,28 +387,28 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
                   address: vm.address,
                   recordState: vm.state,
                   actualState: a.observedState,
-                  detail: `${dc.name} reports ${a.observedState}, ${edges === 1 ? `one edge from ${vm.state}` : `${edges} edges from ${vm.state} (${walk})`}; \`fleet refresh\` would record it${more}`,
+                  detail: `${dc.name} reports ${clip(a.observedState)}, ${edges === 1 ? `one edge from ${vm.state}` : `${edges} edges from ${vm.state} (${walk})`}; \`fleet refresh\` would record it${more}`,
                 },
           );
           if (writing()) {
             let version = vm.version;
             for (let i = 1; i < path.length; i++) {
               const why = edges === 1 ? '' : ` (edge ${i} of ${edges} along ${walk})`;
-              version = (await record.transitionVm(vm.id, version, path[i], { actor: opts.actor, outcome: 'drift', detail: `refresh: ${dc.name} reports ${a.observedState}${why}` })).version;
+              version = (await record.transitionVm(vm.id, version, path[i], { actor: opts.actor, outcome: 'drift', detail: `refresh: ${dc.name} reports ${clip(a.observedState)}${why}` })).version;
             }
           }
         } else if ('refused' in decided && decided.refused === 'unapproved-boot' && a.agent === 'unknown' && !bootStates(lc).includes(a.observedState)) {
           await notAnEdge(
             a.observedState,
-            `${dc.name} reports ${a.observedState} but the record holds ${vm.state}, and ${dc.name}'s DMZ client holds no report of its agent: nothing says a boot the authority approved brought it there ` +
-              `(recording ${vm.state} -> … -> ${a.observedState} would pass the boot edges without one); left as is. \`fleet apply\` powers it off and boots it along an approved boot edge`,
+            `${dc.name} reports ${clip(a.observedState)} but the record holds ${vm.state}, and ${dc.name}'s DMZ client holds no report of its agent: nothing says a boot the authority approved brought it there ` +
+              `(recording ${vm.state} -> … -> ${clip(a.observedState)} would pass the boot edges without one); left as is. \`fleet apply\` powers it off and boots it along an approved boot edge`,
             'running with no agent report; not recorded',
           );
         } else if ('refused' in decided && decided.refused === 'unapproved-boot') {
           const doing = a.observedState === 'Starting' || a.agent === 'booting' ? 'booting' : 'powered on';
           await notAnEdge(
             a.observedState,
-            `${dc.name} reports ${a.observedState} but the record holds ${vm.state}: the VM is ${doing} without a boot edge the authority approved ` +
+            `${dc.name} reports ${clip(a.observedState)} but the record holds ${vm.state}: the VM is ${doing} without a boot edge the authority approved ` +
               `(a reboot from inside its guest, or a start from the cloud's console); left as is, as recording it would let the boot endpoint answer its last boot's token again. ` +
               `${doing === 'booting' ? 'Its agent is denied its disk key and powers it off' : 'It gets no disk key'}; run \`fleet refresh\` again once it settled, then \`fleet apply\` boots it along an approved boot edge`,
             'a boot no approved edge started; not recorded',
@@ -416,7 +416,7 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
         } else {
           await notAnEdge(
             a.observedState,
-            `${dc.name} reports ${a.observedState} but the record holds ${vm.state}, and ${vm.state} -> ${a.observedState} is not an edge of the diagram; left as is`,
+            `${dc.name} reports ${clip(a.observedState)} but the record holds ${vm.state}, and ${vm.state} -> ${clip(a.observedState)} is not an edge of the diagram; left as is`,
             `not an edge from ${vm.state}`,
           );
         }
@@ -431,10 +431,10 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
         drift.push({
           kind: 'unknown',
           dataCenter: dc.name,
-          address: a.cloudId,
+          address: clip(a.cloudId),
           recordState: null,
           actualState: a.observedState,
-          detail: `${dc.name} runs ${a.name} (${a.cloudId}, VM id ${a.vmId}) that the record does not know${adoptHint(stack.name, a, rows[i], lives[i], rows[i] ? session.fleets.find((f) => f.name === rows[i]!.fleet)?.count : undefined)}`,
+          detail: `${dc.name} runs ${clip(a.name)} (${clip(a.cloudId)}, VM id ${clip(a.vmId)}) that the record does not know${adoptHint(stack.name, a, rows[i], lives[i], rows[i] ? session.fleets.find((f) => f.name === rows[i]!.fleet)?.count : undefined)}`,
         });
       });
     }),
@@ -453,7 +453,7 @@ function adoptHint(stack: string, a: ActualVm, row: VmRow | undefined, live: VmR
     // No member of the specs now (its fleet's count lowered below it, or the fleet gone from the specs): `fleet
     // import` refuses it there. Before, the hint named that import.
     const why = count === undefined ? `fleet ${row.fleet} is not in the specs` : `fleet ${row.fleet} has count ${count}`;
-    return `; it was ${row.address}, ${row.state} when the record retired it at ${row.retiredAt}, which is no member now (${why}), so \`fleet import\` would refuse it: delete it in its data center, or raise the count to take it back with \`fleet import ${row.address} ${a.cloudId}\` (the next plan then deletes it when the count is lowered again)`;
+    return `; it was ${row.address}, ${row.state} when the record retired it at ${row.retiredAt}, which is no member now (${why}), so \`fleet import\` would refuse it: delete it in its data center, or raise the count to take it back with \`fleet import ${row.address} ${clip(a.cloudId)}\` (the next plan then deletes it when the count is lowered again)`;
   }
   if (row && row.stack === stack && row.retiredAt && live && live.id !== row.id) {
     // Its member was made again since (the record retired it as gone, Deleted): `fleet import` of it is refused
@@ -461,9 +461,9 @@ function adoptHint(stack: string, a: ActualVm, row: VmRow | undefined, live: VmR
     return `; it was ${row.address}, ${row.state} when the record retired it at ${row.retiredAt}, and ${row.address} is live again as VM ${live.id}${live.cloudId ? ` (${live.cloudId})` : ''}, so \`fleet import\` would refuse it: delete it in its data center (no fleet command deletes a VM the record does not hold)`;
   }
   if (row && row.stack === stack && row.retiredAt) {
-    return `; it was ${row.address}, ${row.state} when the record retired it at ${row.retiredAt}: \`fleet import ${row.address} ${a.cloudId}\` adopts it again, or delete it in its data center`;
+    return `; it was ${row.address}, ${row.state} when the record retired it at ${row.retiredAt}: \`fleet import ${row.address} ${clip(a.cloudId)}\` adopts it again, or delete it in its data center`;
   }
-  return `; \`fleet import ADDRESS ${a.cloudId}\` adopts it into a free member of a fleet, or delete it in its data center`;
+  return `; \`fleet import ADDRESS ${clip(a.cloudId)}\` adopts it into a free member of a fleet, or delete it in its data center`;
 }
 
 /** Above this many VMs in one data center, checkCloud lists the data center once instead of asking for each VM. */
@@ -480,7 +480,7 @@ export async function recordCloudId(record: FleetRecord, vm: VmRow, a: ActualVm,
   const row = await record.updateVm(vm.id, vm.version, { cloudId: a.cloudId }, { actor: ctx.actor });
   await record.addHistory(
     vm.id,
-    { from: vm.state, to: vm.state, outcome: 'drift', actor: ctx.actor, detail: `${ctx.why}: ${vm.dataCenter} holds VM ${a.cloudId} of it (${a.observedState}), whose cloud id the record did not hold; recorded` },
+    { from: vm.state, to: vm.state, outcome: 'drift', actor: ctx.actor, detail: `${ctx.why}: ${vm.dataCenter} holds VM ${clip(a.cloudId)} of it (${clip(a.observedState)}), whose cloud id the record did not hold; recorded` },
     row.version,
   );
   return row;
@@ -541,7 +541,7 @@ export async function checkCloud(session: StackSession, vms: readonly VmRow[], o
           const notes: string[] = [];
           if (vm.cloudId === null) {
             vm = await recordCloudId(session.record, vm, a, { actor: opts.actor, why });
-            notes.push(`${dc} holds VM ${a.cloudId} of it, whose cloud id the record did not hold: recorded`);
+            notes.push(`${dc} holds VM ${clip(a.cloudId)} of it, whose cloud id the record did not hold: recorded`);
           } else if (a.cloudId !== vm.cloudId) {
             continue;
           }

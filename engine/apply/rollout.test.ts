@@ -408,12 +408,14 @@ describe('a rollout member not in its planned state after its steps answered ok'
 /** Repeatable cases (mulberry32, engine/model/seeded-random.ts). */
 const rng = (seed: number): (() => number) => seededRandom(seed).next;
 
-type Kind = 'old' | 'out' | 'deposed' | 'leftover';
+type Kind = 'old' | 'out' | 'deposed' | 'leftover' | 'gone';
 
 /**
  * A resumed rollout as a stopped one leaves it: per member `old` (Running
  * its old image), `out` (BootFailed) or `deposed` (its surge replace failed:
- * the old VM deposed and Running, the new one CreateFailed). Planned from
+ * the old VM deposed and Running, the new one CreateFailed), or `gone`
+ * (Running its old image past the count: the plan deletes it; last only).
+ * Planned from
  * those rows, its waves run over a fake member runner where `failing`
  * members fail; returns what broke the settings as a member started: more
  * than maxUnavailable members out of Running (those it takes out, members
@@ -421,7 +423,7 @@ type Kind = 'old' | 'out' | 'deposed' | 'leftover';
  * (surge VMs, and a deposed VM beside its member's new one).
  */
 async function runFake(kinds: readonly Kind[], rollout: RolloutSpec, failing: ReadonlySet<string>, seed = 0) {
-  const f = makeFleet('web', { count: kinds.length, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
+  const f = makeFleet('web', { count: kinds.filter((k) => k !== 'gone').length, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
   const rows = kinds.flatMap((kind, i) => {
     const old = { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' };
     if (kind === 'out') return [vmRow(f, i, { dataCenter: 'miami', state: 'BootFailed' })];
@@ -442,7 +444,7 @@ async function runFake(kinds: readonly Kind[], rollout: RolloutSpec, failing: Re
   });
   const broke: string[] = [];
   const out = new Set(kinds.flatMap((k, i) => (k === 'out' ? [`web/${i}`] : [])));
-  const extra = new Set(kinds.flatMap((k, i) => (k === 'deposed' || k === 'leftover' ? [`web/${i}`] : [])));
+  const extra = new Set(kinds.flatMap((k, i) => (k === 'deposed' || k === 'leftover' || k === 'gone' ? [`web/${i}`] : [])));
   const ro = p.rollouts?.[0];
   if (!ro) return { plan: p, broke, result: undefined };
   const returning = new Set(ro.waves.flatMap((w) => w.returning ?? []));
@@ -450,13 +452,13 @@ async function runFake(kinds: readonly Kind[], rollout: RolloutSpec, failing: Re
     plan: p,
     run: async (c) => {
       const surge = c.action === 'replace' && c.replaceOrder === 'create-before-delete';
-      if (!c.deposed && !returning.has(c.address)) {
+      if (!c.deposed && c.action !== 'delete' && !returning.has(c.address)) {
         (surge ? extra : out).add(c.address);
         if (surge && extra.size > ro.maxSurge) broke.push(`${c.address} started with ${extra.size} extra VMs (maxSurge ${ro.maxSurge}): ${[...extra].join(' ')}`);
         if (!surge && out.size > ro.maxUnavailable) broke.push(`${c.address} started with ${out.size} out (maxUnavailable ${ro.maxUnavailable}): ${[...out].join(' ')}`);
       }
       await Promise.resolve();
-      if (c.deposed) {
+      if (c.deposed || c.action === 'delete') {
         // A delete takes a while (its VM shuts down first): more turns of the event loop than a member's run.
         for (let i = 0; i < 50; i++) await Promise.resolve();
         // `web/N:old` in `failing`: its delete fails, and the old VM stays.
@@ -563,6 +565,23 @@ describe('runWaves: failures and resumed rollouts never exceed maxUnavailable or
       stoppedBefore: ['web/1', 'web/2', 'web/3'],
     },
     {
+      // Count 5 to 3 beside the image change: web/3 and web/4 were deleted beside wave 1 while it created its 2 surge
+      // VMs, 4 VMs beyond the fleet's with maxSurge 2 (and an owner quota sized for count + maxSurge vetoed them).
+      name: 'a member a lower count deletes holds a surge place until it is gone',
+      kinds: ['old', 'old', 'old', 'gone', 'gone'] as Kind[],
+      rollout: { maxUnavailable: 0, maxSurge: 2, failureThreshold: 3 },
+      failing: failing(),
+      stoppedBefore: undefined,
+    },
+    {
+      name: 'and for good when its delete fails',
+      kinds: ['old', 'old', 'gone'] as Kind[],
+      rollout: { maxUnavailable: 0, maxSurge: 1, failureThreshold: 3 },
+      failing: new Set(['web/2:old']),
+      stoppedBefore: ['web/0', 'web/1'],
+      reason: /1 failed member \(web\/2, not deleted\) holds every place maxUnavailable 0 and maxSurge 1 allow/,
+    },
+    {
       // Its member was done once the delete ended, failed or not: the next wave surged beside the old VM still there.
       name: "a member brought back whose old VM's delete fails keeps its surge place",
       kinds: ['deposed', 'old', 'old', 'old'] as Kind[],
@@ -570,11 +589,11 @@ describe('runWaves: failures and resumed rollouts never exceed maxUnavailable or
       failing: new Set(['web/0:old']),
       stoppedBefore: ['web/1', 'web/2', 'web/3'],
     },
-  ])('$name', async ({ kinds, rollout, failing: f, stoppedBefore }) => {
-    const { broke, result } = await runFake(kinds, rollout, f);
+  ])('$name', async (c) => {
+    const { broke, result } = await runFake(c.kinds, c.rollout, c.failing);
     expect(broke).toEqual([]);
-    expect(result!.reports[0].stopped?.notStarted).toEqual(stoppedBefore);
-    if (stoppedBefore) expect(result!.reports[0].stopped!.reason).toMatch(/holds? every place/);
+    expect(result!.reports[0].stopped?.notStarted).toEqual(c.stoppedBefore);
+    if (c.stoppedBefore) expect(result!.reports[0].stopped!.reason).toMatch(('reason' in c && c.reason) || /holds? every place/);
   });
 
   it('ends when a member of a fleet that does not roll out is brought back beside its serving old VM, and deletes that VM', async () => {

@@ -27,8 +27,9 @@
 //   is in the state its address's new VM is being brought back to, is
 //   deleted only once that VM is back, and that member is done only once
 //   its old VM is deleted (deposedGates below; a failed delete fails the
-//   member). Any other deposed old VM of a rolling fleet holds a surge place
-//   while its delete runs, and for good when it fails (Lingering below).
+//   member). Any other deposed old VM of a rolling fleet, and each member
+//   its lower count deletes, holds a surge place while its delete runs, and
+//   for good when it fails (Lingering below).
 import type { Change, PlanDocument, Rollout } from '../model/index.ts';
 
 /** What the executor reports of one member. */
@@ -93,14 +94,15 @@ export async function runWaves(work: readonly Change[], runner: RolloutRunner): 
   const rollouts = new Map((runner.plan.rollouts ?? []).map((x) => [x.fleet, x]));
   const unwaved = work.filter((c) => c.wave === undefined || !rollouts.has(c.fleet));
   const { r, gateOf, settleRest, oldServing } = deposedGates(work, runner);
-  // The other deposed old VMs of a rolling fleet (no new VM of theirs waits on them) are deleted beside the first
-  // wave; each is a VM beyond the fleet's until it is gone, so it holds a surge place meanwhile (Lingering).
+  // The other deposed old VMs of a rolling fleet (no new VM of theirs waits on them), and the members its lower
+  // count deletes, are deleted beside the first wave; each is a VM beyond the fleet's until it is gone, so it holds
+  // a surge place meanwhile (Lingering).
   const lingering = new Map<string, Lingering>();
   for (const c of unwaved) {
-    if (!c.deposed || !rollouts.has(c.fleet) || oldServing.has(c.address)) continue;
+    if (c.action !== 'delete' || !rollouts.has(c.fleet) || (c.deposed && oldServing.has(c.address))) continue;
     let l = lingering.get(c.fleet);
     if (!l) lingering.set(c.fleet, (l = new Lingering()));
-    l.add(c.address);
+    l.add(lingeringName(c));
   }
   let notStarted = 0;
   const free = Promise.all(
@@ -121,7 +123,7 @@ export async function runWaves(work: readonly Change[], runner: RolloutRunner): 
         ok = o.ok && !o.notStarted;
       } finally {
         gate?.deleted(ok);
-        if (c.deposed) lingering.get(c.fleet)?.end(c.address, ok);
+        if (c.action === 'delete') lingering.get(c.fleet)?.end(lingeringName(c), ok);
       }
     }),
   );
@@ -143,25 +145,34 @@ export async function runWaves(work: readonly Change[], runner: RolloutRunner): 
 
 type Back = 'back' | 'failed' | 'not-started';
 
+/** How a lingering VM is named in a rollout's stop reason: `web/3's old VM` (deposed), or `web/7` (a lower count). */
+function lingeringName(c: Change): string {
+  return c.deposed ? `${c.address}'s old VM` : c.address;
+}
+
 /**
- * Deposed old VMs of a rolling fleet that are deleted beside its first wave
- * (their member's new VM serves already, or is not brought back to their
- * state): VMs beyond the fleet's until they are gone, so each holds a surge
- * place while its delete runs, and for good when the delete fails (the VM
- * is still there). Without this a resumed surge rollout created its first
- * surge VMs beside them: maxSurge + 1 VMs beyond the fleet's.
+ * VMs of a rolling fleet that are deleted beside its first wave: deposed old
+ * VMs (their member's new VM serves already, or is not brought back to
+ * their state), and the members a lower count deletes. VMs beyond the
+ * fleet's until they are gone, so each holds a surge place while its delete
+ * runs, and for good when the delete fails (the VM is still there). Without
+ * this a resumed surge rollout created its first surge VMs beside the
+ * deposed ones (maxSurge + 1 VMs beyond the fleet's), and a lower count
+ * beside a surge rollout had its old count and maxSurge VMs at once: an
+ * owner quota sized for count + maxSurge, which the plan checked, vetoed
+ * the surge VMs.
  */
 class Lingering {
   private readonly running = new Set<string>();
-  /** Old VMs whose delete failed: still there for the rest of the apply. */
+  /** VMs whose delete failed (lingeringName): still there for the rest of the apply. */
   readonly failed: string[] = [];
   private waiters: (() => void)[] = [];
-  add(address: string): void {
-    this.running.add(address);
+  add(name: string): void {
+    this.running.add(name);
   }
-  end(address: string, ok: boolean): void {
-    if (!this.running.delete(address)) return;
-    if (!ok) this.failed.push(address);
+  end(name: string, ok: boolean): void {
+    if (!this.running.delete(name)) return;
+    if (!ok) this.failed.push(name);
     const w = this.waiters;
     this.waiters = [];
     for (const f of w) f();
@@ -296,7 +307,7 @@ async function runRollout(
       `${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) reached failureThreshold ${ro.failureThreshold}`;
     /** Why `blocked` (members of this wave no place is left for) cannot go: the places failed members hold. */
     const holdEvery = (blocked: readonly Change[]) => {
-      const who = [...report.failed, ...lingering.failed.map((a) => `${a}'s old VM, not deleted`)];
+      const who = [...report.failed, ...lingering.failed.map((a) => `${a}, not deleted`)];
       const kinds = new Set(blocked.map(placeIn).filter((p): p is Exclude<Place, 'returning'> => p !== 'returning'));
       const allowing =
         kinds.size === 1 && limitOf(kinds.has('surge') ? 'unavailable' : 'surge') > 0

@@ -52,7 +52,7 @@ import {
 import { AheadQueue, alreadyPassed, checkAdvance, intentOf, movesAtOnce, noneReport, passedAlready, rowAt, type Approved, type Foreseen } from './chain.ts';
 import type { AuthorityCoreOptions, Core } from './core.ts';
 import { authorizeCreate } from './create.ts';
-import { doneAlready, judgeCaller, judgeEdge, judgeRequestId, pendingKey, type Pending } from './decisions.ts';
+import { doneAlready, judgeCaller, judgeEdge, judgeRequestId, pendingKey, sameRequest, type Pending } from './decisions.ts';
 import { diskKey, newBootToken } from './keys.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import type { CloudCredentials } from './credentials/types.ts';
@@ -79,9 +79,18 @@ export type { AuthorityCoreOptions } from './core.ts';
 const OVERLAP = { parallel: 3, overlapAt: 32 } as const;
 const fleetKey = (stack: string, fleet: string) => `${stack}\u0000${fleet}`;
 
+/** A request id being decided (Authority.hold): the request it was taken for, how many sendings of it hold it, who waits. */
+interface Held {
+  req: AuthorizeRequest;
+  n: number;
+  waiting?: (() => void)[];
+}
+
 export class Authority {
   /** Approved requests waiting for their report, by data center and request id (pendingKey); reports are checked against them. */
   private readonly pending = new Map<string, Pending>();
+  /** Request ids being decided, by pendingKey: see hold. */
+  private readonly deciding = new Map<string, Held>();
   private readonly rows: VmRows;
   /** Per VM, its edges approved ahead (see AdvanceRequest.ahead). */
   private readonly ahead = new AheadQueue((keys) => {
@@ -200,21 +209,61 @@ export class Authority {
     return { ...credentials };
   }
 
-  /** Refuses (request-reused) a request whose id is the caller's approval of another request, still waiting for its report (judgeRequestId). */
-  private checkRequestId(caller: string, req: AuthorizeRequest): void {
-    const judged = judgeRequestId(this.pending.get(pendingKey(caller, req.requestId)), req);
-    if (!judged.ok) throw new WireError(judged.refusal, judged.reason);
+  /**
+   * Takes the request ids of `reqs` (the caller's) for as long as they are
+   * being decided, and gives the release. Refuses (request-reused) a request
+   * whose id is the caller's approval of another request, still waiting for
+   * its report (judgeRequestId). The check and the approval it guards are
+   * apart (the approval is recorded once its intent row is written, later):
+   * a request whose id another request (another VM, edge, kind or size) is
+   * being decided under waits until that one is decided, then is judged
+   * against its outcome; so requests under one id in flight at once (two
+   * calls, two calls of one batch, an advance's edge) are decided as if one
+   * after the other, and never both approved. The same request sent again
+   * (its answer lost) goes on beside its first sending, as it always did.
+   * Ids are taken only when all are free, so two requests waiting for each
+   * other's ids cannot be. Without a wait (the usual case) it answers at
+   * once, not in a promise: no tick on the authorize path.
+   */
+  private hold(caller: string, reqs: readonly AuthorizeRequest[]): (() => void) | Promise<() => void> {
+    for (const req of reqs) {
+      const key = pendingKey(caller, req.requestId);
+      const judged = judgeRequestId(this.pending.get(key), req);
+      if (!judged.ok) throw new WireError(judged.refusal, judged.reason);
+      const other = this.deciding.get(key);
+      if (other && !sameRequest(other.req, req)) return new Promise<void>((decided) => (other.waiting ??= []).push(decided)).then(() => this.hold(caller, reqs));
+    }
+    const held = reqs.map((req) => {
+      const key = pendingKey(caller, req.requestId);
+      const h = this.deciding.get(key);
+      if (h) h.n++;
+      else this.deciding.set(key, { req, n: 1 });
+      return key;
+    });
+    return () => {
+      for (const key of held) {
+        const h = this.deciding.get(key);
+        if (!h || --h.n > 0) continue;
+        this.deciding.delete(key);
+        for (const decided of h.waiting ?? []) decided();
+      }
+    };
   }
 
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     const foreign = vetoForeign(caller, req);
     if (foreign) return foreign;
-    this.checkRequestId(caller, req);
-    // Queued for the VM at once (calls about one VM run in the order they came), the credentials prepared inside.
-    return this.rows.serial(req.vmId, async () => {
-      await this.o.credentialBroker?.prepare(caller);
-      return req.kind === 'create' ? (await authorizeCreate(this.core, caller, req)).answer : this.authorizeEdge(caller, req);
-    });
+    const held = this.hold(caller, [req]);
+    const release = typeof held === 'function' ? held : await held;
+    try {
+      // Queued for the VM at once (calls about one VM run in the order they came), the credentials prepared inside.
+      return await this.rows.serial(req.vmId, async () => {
+        await this.o.credentialBroker?.prepare(caller);
+        return req.kind === 'create' ? (await authorizeCreate(this.core, caller, req)).answer : this.authorizeEdge(caller, req);
+      });
+    } finally {
+      release();
+    }
   }
 
   /** authorize of a transition or a resize, inside serial(). */
@@ -348,16 +397,21 @@ export class Authority {
     const checked = checkAdvance(caller, req);
     if (!checked.ok) throw new WireError(checked.refusal, checked.reason);
     // Before anything is done (its report taken): no edge of the chain may reuse another request's id.
-    for (const r of req.create ? [req.create, ...req.next] : req.next) this.checkRequestId(caller, r);
+    const held = this.hold(caller, req.create ? [req.create, ...req.next] : req.next);
+    const release = typeof held === 'function' ? held : await held;
     const { vmId } = checked;
     // Approvals ahead live in this process until the next report: not with replicas.
     const ahead = req.ahead === true && !this.shared;
-    return this.rows.serial(vmId, async () => {
-      await this.o.credentialBroker?.prepare(caller);
-      // A new chain decides afresh what comes next.
-      this.ahead.drop(vmId);
-      return req.create ? this.advanceCreate(caller, req.create, req.next, ahead) : this.advanceReport(caller, req.report!, req.next, ahead);
-    });
+    try {
+      return await this.rows.serial(vmId, async () => {
+        await this.o.credentialBroker?.prepare(caller);
+        // A new chain decides afresh what comes next.
+        this.ahead.drop(vmId);
+        return req.create ? this.advanceCreate(caller, req.create, req.next, ahead) : this.advanceReport(caller, req.report!, req.next, ahead);
+      });
+    } finally {
+      release();
+    }
   }
 
   private async advanceCreate(caller: string, create: AuthorizeRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {

@@ -15,6 +15,7 @@ import type { AdvanceResponse, AuthorizeRequest, AuthorizeResponse, BootAuthoriz
 import { startAuthority, type RunningService } from './server.ts';
 import { BOOT_DENIED_REASON } from './boot.ts';
 import { TOKEN, create, edge, post, reportOf, vm } from './attack-testing.ts';
+import { seededRandom } from '../../providers/drivers/sim/sim.ts';
 
 const RICHMOND = 'tok-richmond';
 /** miami's capacity in the stack. */
@@ -244,6 +245,72 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
       expect((await post<ReportResponse>(w, '/v1/reports', reportOf(b))).body.effect).toBe('moved');
       expect([await stateOf(w, m1), await stateOf(w, m2)]).toEqual(['PoweredOn', 'PoweredOn']);
     });
+
+    // Found in review: the check of a request id and the recording of its approval were not atomic. Requests under
+    // one id in flight at once (two calls, two calls of one batch, an advance's next edge) were each checked before
+    // any was approved, and all approved: two intent rows under one id, and the first approval's report refused.
+    it('concurrent requests under one request id: exactly one is approved, the others are request-reused, and one sent twice at once is approved both times (50 generated rounds)', async () => {
+      const r = seededRandom(20261207);
+      const pick = <T,>(a: readonly T[]): T => a[Math.floor(r() * a.length)];
+      type Via = 'authorize' | 'batch' | 'advance';
+      type Outcome = 'approved' | 'request-reused' | string;
+      /** Rounds that had each shape: the generator must reach them all. */
+      const seen = { resent: 0, batchOfTwo: 0, advance: 0, sameVm: 0 };
+      for (let round = 0; round < 50; round++) {
+        const [m1, m2] = [await vmAt(w, 'PoweredOff'), await vmAt(w, 'PoweredOff')];
+        const shared = { requestId: randomUUID() };
+        const fresh = randomUUID();
+        // Distinct requests under the one id: other VMs, another edge of the same VM, a new VM's first edge after its create.
+        const distinct = [edge(m1, 'PoweredOff', 'PoweredOn', shared), edge(m2, 'PoweredOff', 'PoweredOn', shared), edge(m1, 'PoweredOff', 'BeingDeleted', shared), edge(fresh, 'Requested', 'BeingCreated', shared)];
+        const chosen = distinct.filter(() => r() < 0.6);
+        while (chosen.length < 2) chosen.push(distinct.find((d) => !chosen.includes(d))!);
+        // Sometimes one of them twice: the same request sent again before its first answer came.
+        const sent: { req: AuthorizeRequest; via: Via }[] = [...chosen, ...(r() < 0.4 ? [pick(chosen)] : [])]
+          .sort(() => r() - 0.5)
+          .map((req) => ({ req, via: req.vmId === fresh ? 'advance' : pick(['authorize', 'batch'] as const) }));
+        const inBatch = sent.filter((x) => x.via === 'batch');
+        if (sent.length > chosen.length) seen.resent++;
+        if (inBatch.length > 1) seen.batchOfTwo++;
+        if (sent.some((x) => x.via === 'advance')) seen.advance++;
+        if (chosen.filter((c) => c.vmId === m1).length > 1) seen.sameVm++;
+        const batch = (async (): Promise<Outcome[]> => {
+          if (inBatch.length === 0) return [];
+          const res = await fetch(`${w.authority.url}/v1/batch`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ calls: inBatch.map((x) => ({ call: 'authorize', body: x.req })) }) });
+          const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as { i: number; status: number; body: AuthorizeResponse & Partial<ErrorBody> });
+          return inBatch.map((_, i) => {
+            const line = lines.find((l) => l.i === i)!;
+            return line.status === 200 ? line.body.decision : line.body.error!.code;
+          });
+        })();
+        const single = sent.map(async ({ req, via }): Promise<Outcome | undefined> => {
+          if (via === 'authorize') {
+            const a = await post<AuthorizeResponse & Partial<ErrorBody>>(w, '/v1/authorize', req);
+            return a.status === 200 ? a.body.decision : a.body.error!.code;
+          }
+          if (via === 'advance') {
+            const a = await post<AdvanceResponse & Partial<ErrorBody>>(w, '/v1/advance', { create: { ...create(fresh, vm(w, 'web', 'team-a', nextIndex++)), requestId: randomUUID() }, next: [req] });
+            return a.status === 200 ? (a.body.next[0]?.authorize.decision ?? `create ${a.body.create?.decision}`) : a.body.error!.code;
+          }
+          return undefined;
+        });
+        const [batched, ...singles] = await Promise.all([batch, ...single]);
+        const outcomes = sent.map((x, k) => (x.via === 'batch' ? batched[inBatch.indexOf(x)] : singles[k]));
+        const what = `round ${round}: ${sent.map((x, k) => `${x.req.vmId === m1 ? 'm1' : x.req.vmId === m2 ? 'm2' : 'new'} ${x.req.to} via ${x.via}: ${outcomes[k]}`).join('; ')}`;
+        // One distinct request won: each of its sendings approved; every other one refused.
+        const winners = new Set(sent.filter((_, k) => outcomes[k] === 'approved').map((x) => x.req));
+        expect(winners.size, what).toBe(1);
+        const [winner] = winners;
+        for (const [k, x] of sent.entries()) expect(outcomes[k], what).toBe(x.req === winner ? 'approved' : 'request-reused');
+        // The record holds the winner's approval only; its report is taken.
+        for (const id of [m1, m2]) {
+          const approval = await w.record.approvalOf(id, shared.requestId);
+          expect(approval && { vmId: id, to: approval.to }, what).toEqual(winner.vmId === id ? { vmId: id, to: winner.to } : undefined);
+        }
+        const reported = await post<ReportResponse>(w, '/v1/reports', reportOf(winner));
+        expect(reported.body.effect, `${what}: ${JSON.stringify(reported.body)}`).toBe('moved');
+      }
+      for (const [shape, rounds] of Object.entries(seen)) expect(rounds, shape).toBeGreaterThan(2);
+    }, 120_000);
 
     it('a create sent again under its request id (its answer lost) is approved again, not refused as request-reused', async () => {
       const id = randomUUID();

@@ -211,17 +211,24 @@ export function pendingKey(dataCenter: string, requestId: string): string {
  * same id. The same request again (its answer lost) passes.
  */
 export function judgeRequestId(approved: Pending | undefined, req: AuthorizeRequest): Decided {
-  if (!approved) return { ok: true };
-  const same =
-    approved.vmId === req.vmId &&
-    approved.kind === req.kind &&
-    approved.from === req.from &&
-    approved.to === req.to &&
-    (req.kind !== 'resize' || (req.size !== undefined && approved.size !== undefined && historySize(req.size) === historySize(approved.size)));
-  if (same) return { ok: true };
+  if (!approved || sameRequest(approved, req)) return { ok: true };
   return refuse(
     'request-reused',
     `request ${req.requestId} was approved for another request (${approved.from} -> ${approved.to}, ${approved.kind}, of VM ${approved.vmId}) whose report is awaited; a request id names one request: this one (${req.kind} ${req.from ?? 'new'} -> ${req.to ?? '?'} of VM ${req.vmId}) was not decided`,
+  );
+}
+
+/**
+ * Whether `req` is the request `first` stands for (an approval, or a request
+ * being decided), sent again: the same VM, kind and edge, and a resize's size.
+ */
+export function sameRequest(first: { vmId: string; kind: AuthorizeRequest['kind']; from: string | null; to?: string; size?: VmSize }, req: AuthorizeRequest): boolean {
+  return (
+    first.vmId === req.vmId &&
+    first.kind === req.kind &&
+    first.from === req.from &&
+    first.to === req.to &&
+    (req.kind !== 'resize' || (req.size !== undefined && first.size !== undefined && historySize(req.size) === historySize(first.size)))
   );
 }
 

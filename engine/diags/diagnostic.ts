@@ -91,11 +91,18 @@ export function formatDiagnostics(diags: readonly Diagnostic[]): string {
   return diags.map(formatDiagnostic).join('\n');
 }
 
-/** The one-line text of diagnostics: `summary: detail (at where)`, joined by `; `. An Error's message, for hosts that show only that (Pulumi's dynamic-provider host). */
+/**
+ * The text of diagnostics: `summary: detail (at where)`, joined by `; `. An
+ * Error's message, for hosts that show only that (Pulumi's dynamic-provider
+ * host, which prints it as it is): the location's unseen characters are
+ * escaped, as formatDiagnostic escapes them (a VM address a data center
+ * answered with a line break forged a line of Pulumi's output); a detail
+ * quotes what others wrote through quote() and clip(), which escape theirs.
+ */
 export function diagnosticsMessage(diags: readonly Diagnostic[]): string {
   return diags
     .map((d) => {
-      const loc = location(d);
+      const loc = escapeUnseen(location(d));
       return `${d.summary}: ${d.detail}${loc ? ` (at ${loc})` : ''}`;
     })
     .join('; ');

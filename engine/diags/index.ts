@@ -1,5 +1,5 @@
 export * from './diagnostic.ts';
-export { QUOTE_LIMIT, clip, clipPath, quote } from './quote.ts';
+export { QUOTE_LIMIT, REASON_LIMIT, clip, clipPath, quote } from './quote.ts';
 export { CODES, type Code, type CodeEntry } from './codes/index.ts';
 export { damerauDistance, didYouMean, suggest } from './suggest.ts';
 export { decodeUtf8, type Decoded } from './utf8.ts';

@@ -21,6 +21,14 @@ export const DETAIL_LIMIT = 4000;
  * kept. Words, paths and URLs a message writes itself stay well under it.
  */
 export const RUN_LIMIT = 300;
+/**
+ * How many characters of a sentence another service wrote a diagnostic shows:
+ * an authority's reason for a veto, a cloud's or a DMZ client's error
+ * message, a peer's error body. Their own longest sentences (a quota or
+ * manager refusal naming a fleet, an owner and what to do) stay well under
+ * it; a hostile or broken peer's 100 KB message is cut to it, through clip().
+ */
+export const REASON_LIMIT = 1000;
 /** How many characters a location's file or address may have (paths are cut in the middle: their end names the file). */
 export const WHERE_LIMIT = 300;
 

@@ -17,7 +17,7 @@ describe('checkDuplicateKeys', () => {
     ['block map', 'a: 1\nb: 2\na: 3\n'],
     ['flow map', 'x: { a: 1, b: 2, a: 3, a: 4 }\n'],
     ['nested, and the same key in different maps', 'a: { k: 1 }\nb: { k: 2, k: 3 }\nc:\n  - k: 1\n    k: 2\n'],
-    ['numbers and strings are different keys, the same number twice is not', 'x: { 1: a, "1": b, 1: c }\n'],
+    ['the same number twice', 'x: { 1: a, 1.0: c }\n'],
     ['empty keys', '{ : a, : b }\n'],
     ['.nan is never a duplicate, null is', 'x: { .nan: a, .nan: b, null: c, ~: d }\n'],
     ['merge keys', 'base: &b { a: 1 }\nx:\n  <<: *b\n  <<: *b\n'],
@@ -27,6 +27,19 @@ describe('checkDuplicateKeys', () => {
   ])('%s: the same errors as the yaml package', (_name, text) => {
     const { theirs, ours } = both(text);
     expect(ours).toEqual(theirs);
+  });
+
+  // Where it differs from the yaml package: keys whose scalars differ but which the plain data (toJS) names alike.
+  // The yaml package let them through, and one value silently took the other's place.
+  it.each([
+    ['a number and the same as a string', 'x: { 1: a, "1": b }\n', 'x: { 1: a, '.length],
+    ['an empty key as "" and as ~', '"": a\n~: b\n', 'a\n"": a\n'.length - 2],
+    ['an empty key as "" and as ?', '"": a\n? \n: b\n', '"": a\n'.length],
+    ['true and "true"', 'true: a\n"true": b\n', 'true: a\n'.length],
+  ])('%s: a key given twice, at the second', (_name, text, at) => {
+    const doc = parseDocument(text, UNCHECKED_KEYS);
+    checkDuplicateKeys(doc, text);
+    expect(doc.errors.map((e) => [e.code, e.pos[0]])).toEqual([['DUPLICATE_KEY', at]]);
   });
 
   it('a mapping of 5,000 keys: the one key given twice, at its second place', () => {

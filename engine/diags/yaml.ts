@@ -15,13 +15,51 @@ import { YAMLParseError, visit, isMap, isScalar, isSeq, type Document, type Line
 export const UNCHECKED_KEYS = { uniqueKeys: false } as const;
 
 /**
- * The yaml package's duplicate-key check (a scalar key whose value is `===`
- * to an earlier key's in the same mapping: DUPLICATE_KEY, "Map keys must be
- * unique", at the second key) done in one pass with a set per mapping, its
- * errors merged into `doc.errors` in order of position. For documents parsed
- * with UNCHECKED_KEYS.
+ * Where a mapping's key is shown (a key given twice, an unknown key): its
+ * first character. An empty key (`? ` with nothing after it, or `: 1` with
+ * nothing before the colon) has none: the parser places it after the `?`
+ * and its spaces (past the end of a `? ` line), or, for the second of two
+ * `: 1` lines, at the start of its line, before the indentation. It is shown
+ * at the first character of its entry instead: its `?`, else its `:`. `text`
+ * is the document's source; without it, the parser's offset.
  */
-export function checkDuplicateKeys(doc: Document): void {
+export function keyOffset(key: unknown, text: string | undefined): number | undefined {
+  const at = (key as Node | null | undefined)?.range?.[0];
+  if (at === undefined || text === undefined || !isScalar(key) || key.value !== null || key.range![1] !== at) return at;
+  let before = at;
+  while (before > 0 && (text[before - 1] === ' ' || text[before - 1] === '\t')) before--;
+  if (text[before - 1] === '?') return before - 1;
+  let after = at;
+  while (after < text.length && (text[after] === ' ' || text[after] === '\t')) after++;
+  return text[after] === ':' ? after : at;
+}
+
+/**
+ * A scalar key as the document's plain data names it (toJS makes every key a
+ * property name): an empty key, `~` and `null` are all "", `1` and `1.0` are
+ * "1", as the string "1" is. Two keys of one mapping with the same name give
+ * one property, the later value silently taking the place of the earlier:
+ * a key given twice, though the yaml package, which compares the scalars'
+ * values (null is not "", 1 is not "1"), let `"": a` and `? : b` through.
+ * NaN (`.nan`) is kept as it is: not === to itself, never a duplicate, as in
+ * the yaml package.
+ */
+function propertyName(v: unknown): unknown {
+  if (v === null) return '';
+  if (typeof v === 'number') return Number.isNaN(v) ? v : String(v);
+  return typeof v === 'boolean' ? String(v) : v;
+}
+
+/**
+ * The yaml package's duplicate-key check (a scalar key named as an earlier
+ * key of the same mapping: DUPLICATE_KEY, "Map keys must be unique", at the
+ * second key; named as the plain data names it, propertyName) done in one
+ * pass with a set per mapping, its errors merged into `doc.errors` in order
+ * of position. For documents parsed with UNCHECKED_KEYS. `text` is the
+ * document's source: with it, an empty key given twice is told at its
+ * entry's `?` or `:` (keyOffset).
+ */
+export function checkDuplicateKeys(doc: Document, text?: string): void {
   const found: YAMLParseError[] = [];
   // Every mapping, keys' and values' included (aliases not followed), without recursion.
   const todo: unknown[] = [doc.contents];
@@ -37,11 +75,11 @@ export function checkDuplicateKeys(doc: Document): void {
       todo.push(pair.key, pair.value);
       const k = pair.key;
       if (!isScalar(k)) continue;
-      const v = k.value;
+      const v = propertyName(k.value);
       // NaN (`.nan`) is not === to itself: never a duplicate, as in the yaml package.
       if (typeof v === 'number' && Number.isNaN(v)) continue;
       if (seen.has(v)) {
-        const at = k.range?.[0] ?? node.range?.[0] ?? 0;
+        const at = keyOffset(k, text) ?? node.range?.[0] ?? 0;
         found.push(new YAMLParseError([at, at + 1], 'DUPLICATE_KEY', 'Map keys must be unique'));
       } else seen.add(v);
     }
@@ -57,10 +95,10 @@ export function checkDuplicateKeys(doc: Document): void {
  * unique" at the second; say which key, and where the first one is. `pos` is
  * the error's offset (the second key); undefined when no such key is found.
  */
-export function duplicateKeyDetail(doc: Document, pos: number, lines: LineCounter): string | undefined {
+export function duplicateKeyDetail(doc: Document, pos: number, lines: LineCounter, text?: string): string | undefined {
   let details = DETAILS.get(doc);
   if (!details) {
-    details = duplicateKeyDetails(doc, lines);
+    details = duplicateKeyDetails(doc, lines, text);
     DETAILS.set(doc, details);
   }
   return details.get(pos);
@@ -72,7 +110,7 @@ export function duplicateKeyDetail(doc: Document, pos: number, lines: LineCounte
  * twice (a walk per key given twice took 4 s for 5,000 of them).
  */
 const DETAILS = new WeakMap<Document, Map<number, string>>();
-function duplicateKeyDetails(doc: Document, lines: LineCounter): Map<number, string> {
+function duplicateKeyDetails(doc: Document, lines: LineCounter, text: string | undefined): Map<number, string> {
   const out = new Map<number, string>();
   visit(doc, {
     Map(_key, map) {
@@ -80,13 +118,15 @@ function duplicateKeyDetails(doc: Document, lines: LineCounter): Map<number, str
       for (const pair of map.items) {
         const k = pair.key;
         if (!isScalar(k)) continue;
-        const seen = first.get(k.value);
-        const pos = k.range?.[0];
+        const name = propertyName(k.value);
+        const seen = first.get(name);
+        const pos = keyOffset(k, text);
         if (seen && pos !== undefined && !out.has(pos)) {
-          const at = lines.linePos(seen.range?.[0] ?? pos);
-          out.set(pos, `Key ${quote(String(k.value))} is given twice in the same mapping (first at line ${at.line}, column ${at.col}); keep one.`);
+          const at = lines.linePos(keyOffset(seen, text) ?? pos);
+          const written = isScalar(seen) && seen.value !== k.value ? ', written another way: both name the same key' : '';
+          out.set(pos, `${name === '' ? 'An empty key ("", ~, null, or none before the colon)' : `Key ${quote(String(name))}`} is given twice in the same mapping (first at line ${at.line}, column ${at.col}${written}); keep one.`);
         }
-        if (!seen) first.set(k.value, k);
+        if (!seen) first.set(name, k);
       }
       return undefined;
     },

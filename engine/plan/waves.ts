@@ -215,8 +215,20 @@ export function assignWaves(input: WaveInput): WaveResult {
   const deposedServing = new Map<string, Set<string>>();
   /** The deposed old VMs this plan deletes: each still takes a place in its data center (`deposedHint`). */
   const deposed: Change[] = [];
+  // A deposed old VM whose member's own VM the plan brings back to the serving state, or leaves there unchanged
+  // (summed, when the plan read only what differs), hands the member over (apply deletes it only once that VM is
+  // back): its delete takes no member out for good. The max-disruption rule counts it the same way.
+  const stays = new Set<string>();
+  const goes = new Set<string>();
+  for (const c of input.changes) if (!c.deposed) (c.action !== 'delete' && c.to === rule.state ? stays : goes).add(c.address);
+  const handedOver = (c: Change): boolean => {
+    if (stays.has(c.address)) return true;
+    if (goes.has(c.address)) return false;
+    const spec = input.specs.get(c.fleet);
+    return spec !== undefined && spec.state === rule.state && c.index < spec.count;
+  };
   for (const c of input.changes) {
-    if (c.action === 'delete' && c.from === rule.state) {
+    if (c.action === 'delete' && c.from === rule.state && !(c.deposed && handedOver(c))) {
       forGood.set(c.fleet, (forGood.get(c.fleet) ?? 0) + 1);
     }
     if (c.deposed && c.from === rule.state) {
@@ -243,7 +255,6 @@ export function assignWaves(input: WaveInput): WaveResult {
     if (!spec) continue;
     const state = rule.state;
     const disruptive = changes.filter((c) => c.action !== 'delete' && leavesState(c, state));
-    if (disruptive.length === 0) continue;
     // One pass over the fleet's changes (every member's, noops included):
     // - servingNow: members in the serving state now (the rule's share counts them);
     // - returning: members out of the serving state now, whose change brings them back: they hold places of the first wave;
@@ -276,6 +287,14 @@ export function assignWaves(input: WaveInput): WaveResult {
     const members = Math.min(spec.count, input.granted?.(fleet) ?? spec.count);
     const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length + refills.length, forGood.get(fleet) ?? 0, members);
     if (!settings) continue;
+    if (disruptive.length === 0) {
+      // No member leaves the serving state, so there is no wave; but a member out of it already whose replace
+      // created its new VM first would only add a VM beyond maxSurge, each at once (rolling a stopped rollout's
+      // failed members back to the image the rest still runs replaced every one of them by a surge VM together).
+      // Their old VMs go first, as in a rollout's first wave.
+      for (const c of returning) if (c.action === 'replace' && c.replaceOrder === 'create-before-delete') setReplaceOrder(c, 'delete-before-create', input.lifecycle, `it is out of ${state} already`);
+      continue;
+    }
     // Apply holds a wave to maxUnavailable less the places its failed members hold: the lost ones hold theirs
     // through the rollout, so the rollout's maxUnavailable is what they leave.
     const maxUnavailable = Math.max(0, settings.maxUnavailable - lost);

@@ -23,14 +23,14 @@ export function parseYaml(text: string, file: string): PositionedDoc {
   // resolveKnownTags false: YAML 1.1's !!binary, !!timestamp, !!set are unknown tags too, refused with the rest.
   // Keys given twice: checkDuplicateKeys (linear; the parser's own check is quadratic).
   const doc = parseDocument(text, { lineCounter: lc, keepSourceTokens: false, prettyErrors: false, resolveKnownTags: false, ...UNCHECKED_KEYS });
-  checkDuplicateKeys(doc);
+  checkDuplicateKeys(doc, text);
   const at = (offset: number): Where => {
     const p = lc.linePos(offset);
     return { file, line: p.line, col: p.col };
   };
   // A key given twice reads as it does in a stack or fleet spec (engine/spec/yaml.ts).
   const errors = doc.errors.map((e) => ({
-    message: (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lc) : undefined) ?? e.message.split('\n')[0],
+    message: (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lc, text) : undefined) ?? e.message.split('\n')[0],
     where: at(e.pos[0]),
   }));
   if (!errors.length) errors.push(...refusedWarnings(doc, text).map((r) => ({ message: r.detail, where: at(r.pos) })));

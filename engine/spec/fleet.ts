@@ -207,14 +207,17 @@ function checkRollout(src: SourceDoc, spec: Record<string, unknown>): Diagnostic
   const mu = isAmount(r.maxUnavailable) ? r.maxUnavailable : undefined;
   const ms = isAmount(r.maxSurge) ? r.maxSurge : undefined;
   if (isZeroAmount(mu) && isZeroAmount(ms)) {
+    // `0` and `"0%"` are told as written: "both 0" named maxSurge "0%" as 0.
+    const both = showValue(mu) === showValue(ms) ? `are both ${showValue(mu)}` : `are ${showValue(mu)} and ${showValue(ms)}`;
     out.push(
       diag(
         'spec.rollout-invalid',
-        `rollout.maxUnavailable and rollout.maxSurge are both ${showValue(mu)}: no member could ever be taken out of Running or replaced by a surge VM, so a rollout would never start; allow one of them at least 1.`,
+        `rollout.maxUnavailable and rollout.maxSurge ${both}: no member could ever be taken out of Running or replaced by a surge VM, so a rollout would never start; allow one of them at least 1.`,
         valueWhere(src, ['spec', 'rollout', 'maxSurge']),
       ),
     );
-  } else if (isZeroAmount(mu) && ms === undefined) {
+  } else if (isZeroAmount(mu) && r.maxSurge === undefined) {
+    // Only when maxSurge is absent: one that is set but invalid (`maxSurge: ~`) is told by the schema, not as unset.
     out.push(
       diag(
         'spec.rollout-invalid',

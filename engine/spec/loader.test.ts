@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, openSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,7 @@ import { diag, type Diagnostic } from '../diags/index.ts';
 import { DRIVER_CALLS } from '../model/index.ts';
 import type { Lifecycle, LoadedPack } from '../policy/types.ts';
 import { loadStack, specHash, type PackLoader } from './index.ts';
+import { ROLLOUT_AMOUNT_MAX } from './schema.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const packPath = join(repo, 'policies/default');
@@ -688,12 +689,23 @@ ${extra}`;
     {
       name: 'maxSurge: 12345678901234567890',
       spec: fleet(ok, '  rollout: { maxSurge: 12345678901234567890 }\n'),
-      want: 'spec.rollout.maxSurge must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not 12345678901234567890.',
+      want: 'spec.rollout.maxSurge must be a whole number of members (0 to 100000) or a percentage such as "25%" (0% to 100%), not 12345678901234567890.',
     },
   ])('$name', async ({ spec, want }) => {
     const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': spec });
     const r = await loadStack(dir, { cwd: dir, env: {} });
     expect(r.diagnostics.map((d) => d.detail)).toEqual([want]);
+  });
+
+  // Found in the diagnostics sweep: written as it is, a number of 100,000 digits was quoted whole (300 of them shown,
+  // by diag()'s backstop for a run) where a quoted value shows QUOTE_LIMIT.
+  it.each([
+    { name: 'count', edit: (t: string) => t.replace('count: 2', `count: ${'9'.repeat(100_000)}`), want: /^spec\.count must be a whole number, not 9{100}… \(99900 more characters\)\.$/ },
+    { name: 'maxSurge', edit: (t: string) => `${t}  rollout: { maxSurge: ${'9'.repeat(100_000)} }\n`, want: /^spec\.rollout\.maxSurge must be a whole number of members .*, not 9{100}… \(99900 more characters\)\.$/ },
+  ])('a number of 100,000 digits ($name) is clipped as a quoted value is', async ({ edit, want }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': edit(fleet(ok)) });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => d.detail)).toEqual([expect.stringMatching(want)]);
   });
 
   it('in the stack file too (capacity.vms: -99999999999999999999)', async () => {
@@ -716,8 +728,75 @@ describe('rollout amounts', () => {
     const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': minimalFleet('web', `  rollout: { maxSurge: ${value} }\n`) });
     const r = await loadStack(dir, { env: {} });
     expect(r.diagnostics.map((d) => [d.code, d.detail, d.line])).toEqual([
-      [code, `spec.rollout.maxSurge must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not ${shown}.`, 8],
+      [code, `spec.rollout.maxSurge must be a whole number of members (0 to 100000) or a percentage such as "25%" (0% to 100%), not ${shown}.`, 8],
     ]);
+  });
+
+  it('says the largest count the schema allows', async () => {
+    const schema = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'specs', 'schema', 'fleet.schema.json'), 'utf8')) as { definitions: { amount: { oneOf: { maximum?: number }[] } } };
+    expect(schema.definitions.amount.oneOf[0].maximum).toBe(ROLLOUT_AMOUNT_MAX);
+  });
+
+  // Every edge of an amount as written, under each key, on one line (`    maxUnavailable: VALUE`, line 9): a
+  // diagnostic at the value's line and column, or none, never a crash. A count past the schema's 100000 said
+  // "(0 or more)" as spec.invalid-value: a whole number of 0 or more was what had been written.
+  const edges: [string, string | null, string?][] = [
+    ['"25%"', null],
+    ['25%', null],
+    ['0%', null],
+    ['100%', null],
+    ['100000', null],
+    ['0x10', null],
+    ['1.0', null],
+    ['"101%"', 'spec.invalid-value', '"101%"'],
+    ['"1000%"', 'spec.invalid-value', '"1000%"'],
+    ['"-5%"', 'spec.invalid-value', '"-5%"'],
+    ['"25.5%"', 'spec.invalid-value', '"25.5%"'],
+    ['" 25%"', 'spec.invalid-value', '" 25%"'],
+    ['"05%"', 'spec.invalid-value', '"05%"'],
+    ['"%"', 'spec.invalid-value', '"%"'],
+    ['"1e2%"', 'spec.invalid-value', '"1e2%"'],
+    ['"3"', 'spec.invalid-value', '"3"'],
+    ['-1', 'spec.out-of-range', '-1'],
+    ['100001', 'spec.out-of-range', '100001'],
+    ['1e30', 'spec.out-of-range', '1e30'],
+    ['99999999999999999999', 'spec.out-of-range', '99999999999999999999'],
+    ['1.5', 'spec.wrong-type', '1.5'],
+    ['.inf', 'spec.wrong-type', '.inf'],
+    ['.nan', 'spec.wrong-type', '.nan'],
+    ['true', 'spec.wrong-type', 'true'],
+    ['null', 'spec.wrong-type', 'empty'],
+    ['[1]', 'spec.wrong-type', 'a list'],
+  ];
+  const keys = ['maxUnavailable', 'maxSurge', 'failureThreshold'];
+  // Settings that allow no progress are spec.rollout-invalid at the offending key; each told once, as written.
+  // maxUnavailable 0 beside `maxSurge: ~` also said "maxSurge is not set", beside the schema's wrong-type of it.
+  it.each([
+    ['0', '0', [['spec.rollout-invalid', '10:15', 'rollout.maxUnavailable and rollout.maxSurge are both 0: no member']]],
+    ['"0%"', '"0%"', [['spec.rollout-invalid', '10:15', 'rollout.maxUnavailable and rollout.maxSurge are both "0%": no member']]],
+    ['0', '"0%"', [['spec.rollout-invalid', '10:15', 'rollout.maxUnavailable and rollout.maxSurge are 0 and "0%": no member']]],
+    ['0', null, [['spec.rollout-invalid', '9:21', 'rollout.maxUnavailable is 0 and maxSurge is not set']]],
+    ['0', '~', [['spec.wrong-type', '10:15', 'spec.rollout.maxSurge must be a whole number']]],
+    ['0', '1', []],
+    ['"1%"', '0', []],
+  ] as [string, string | null, [string, string, string][]][])('maxUnavailable %s, maxSurge %s', async (mu, ms, want) => {
+    const rollout = `  rollout:\n    maxUnavailable: ${mu}\n${ms === null ? '' : `    maxSurge: ${ms}\n`}`;
+    const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': minimalFleet('web', rollout) });
+    const r = await loadStack(dir, { env: {} });
+    expect(r.diagnostics.map((d) => [d.code, `${d.line}:${d.col}`, d.detail.slice(0, want.find((w) => w[0] === d.code)?.[2].length ?? 0)])).toEqual(want);
+  });
+
+  // (failureThreshold 0% is spec.rollout-invalid: a rollout that would stop before its first member.)
+  const cases = keys.flatMap((key) => edges.filter(([value]) => !(key === 'failureThreshold' && value === '0%')).map(([value, code, shown]) => ({ key, value, code, shown })));
+  it.each(cases)('$key: $value', async ({ key, value, code, shown }) => {
+    // The other two keys valid (1), so only the edge is told.
+    const rollout = keys.map((k) => `    ${k}: ${k === key ? value : 1}`).join('\n');
+    const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': minimalFleet('web', `  rollout:\n${rollout}\n`) });
+    const r = await loadStack(dir, { env: {} });
+    const line = 9 + keys.indexOf(key);
+    const col = 4 + key.length + 3;
+    const want = code === null ? [] : [[code, `${line}:${col}`, `spec.rollout.${key} must be a whole number of members (0 to 100000) or a percentage such as "25%" (0% to 100%), not ${shown}.`]];
+    expect(r.diagnostics.map((d) => [d.code, `${d.line}:${d.col}`, d.detail])).toEqual(want);
   });
 });
 

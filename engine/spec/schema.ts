@@ -135,20 +135,25 @@ function lengthKey(kind: DocKind, instancePath: string): string {
 /** The instance paths of a fleet's rollout amounts (specs/schema/fleet.schema.json, definitions.amount). */
 const ROLLOUT_AMOUNT = /^\/spec\/rollout\/(maxUnavailable|maxSurge|failureThreshold)$/;
 
+/** The largest count a rollout amount may be: definitions.amount's maximum (schema.test.ts checks they agree). */
+export const ROLLOUT_AMOUNT_MAX = 100_000;
+
 function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic {
   const path = pointerToPath(e.instancePath);
   const name = describePath(src.value, path);
   const data = valueAt(src.value, path);
   // A number as written (99999999999999999999, not the double it became: 100000000000000000000).
   const written = typeof data === 'number' ? numberSource(src, path) : undefined;
-  const shown = written ?? showValue(data);
+  // Clipped as a quoted value is: the file may write a number of 100,000 digits.
+  const shown = written !== undefined ? clip(written) : showValue(data);
   const at = valueWhere(src, path);
   const p = e.params as Record<string, unknown>;
   // A rollout amount is a count or a percentage: one sentence says so, whichever branch of its oneOf failed
   // (the pattern's regex or "a whole number or a string" told neither).
   if (kind === 'Fleet' && ROLLOUT_AMOUNT.test(e.instancePath) && e.keyword !== 'additionalProperties') {
-    const code = e.keyword === 'type' ? 'spec.wrong-type' : e.keyword === 'minimum' ? 'spec.out-of-range' : 'spec.invalid-value';
-    return diag(code, `${capital(name)} must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not ${shown}.`, at);
+    // The range is said whole: "(0 or more)" told a count of 100001 nothing about why it was refused.
+    const code = e.keyword === 'type' ? 'spec.wrong-type' : e.keyword === 'minimum' || e.keyword === 'maximum' ? 'spec.out-of-range' : 'spec.invalid-value';
+    return diag(code, `${capital(name)} must be a whole number of members (0 to ${ROLLOUT_AMOUNT_MAX}) or a percentage such as "25%" (0% to 100%), not ${shown}.`, at);
   }
   switch (e.keyword) {
     case 'propertyNames': {

@@ -20,6 +20,23 @@ describe('parseYaml', () => {
     ['duplicate explicit key', '? a\n: 1\n? a\n: 2\n', ['f.yaml:3:3 Key "a" is given twice in the same mapping (first at line 1, column 3); keep one.']],
     ['duplicate key in a list item and in a key', '- a: 1\n  a: 2\n- ? {b: 1, b: 2}\n  : x\n', ['f.yaml:2:3 Key "a" is given twice in the same mapping (first at line 1, column 3); keep one.', 'f.yaml:3:12 Key "b" is given twice in the same mapping (first at line 3, column 6); keep one.']],
     ['duplicate keys among other errors, in order', 'a: 1\na: 2\nb: [x\nc: 1\nc: 2\n', ['f.yaml:2:1 Key "a" is given twice in the same mapping (first at line 1, column 1); keep one.', 'f.yaml:4:1 Flow sequence in block collection must be sufficiently indented and end with a ] (the [ opened at line 3, column 4).', 'f.yaml:5:1 Key "c" is given twice in the same mapping (first at line 4, column 1); keep one.']],
+    // An empty key has no character of its own: it was told past the end of its `? ` line, or, the second of two
+    // `: x` lines, at column 1 before its indentation, and "Key "null"" (a key named null). Now at its entry's `?`,
+    // else its `:`, and called empty.
+    ...(
+      [
+        ['"" twice', 'm:\n  "": a\n  "": b\n', '3:3', '2, column 3'],
+        ['? with nothing after it, twice', 'm:\n  ? \n  : a\n  ? \n  : b\n', '4:3', '2, column 3'],
+        ['nothing before the colon, twice', 'm:\n  : a\n  : b\n', '3:3', '2, column 3'],
+        ['~ twice', 'm:\n  ~: a\n  ~: b\n', '3:3', '2, column 3'],
+        ['? twice in a flow map', 'm: {? : a, ? : b}\n', '1:12', '1, column 5'],
+        ['nothing before the colon twice in a flow map', 'm: {: a, : b}\n', '1:10', '1, column 5'],
+      ] as const
+    ).map(([name, text, at, first]): [string, string, string[]] => [`an empty key: ${name}`, text, [`f.yaml:${at} An empty key ("", ~, null, or none before the colon) is given twice in the same mapping (first at line ${first}); keep one.`]]),
+    // Keys the yaml package holds different and the plain data names alike: one value was dropped without a word.
+    ['an empty key as "" and as ?', 'm:\n  "": a\n  ? \n  : b\n', ['f.yaml:3:3 An empty key ("", ~, null, or none before the colon) is given twice in the same mapping (first at line 2, column 3, written another way: both name the same key); keep one.']],
+    ['a number key and the same as a string', 'm: {1: a, "1": b}\n', ['f.yaml:1:11 Key "1" is given twice in the same mapping (first at line 1, column 5, written another way: both name the same key); keep one.']],
+    ['a boolean key and the same as a string', 'true: a\n"true": b\n', ['f.yaml:2:1 Key "true" is given twice in the same mapping (first at line 1, column 1, written another way: both name the same key); keep one.']],
     ['.nan and merge keys twice are not duplicates', '.nan: a\n.nan: b\n<<: {x: 1}\n<<: {y: 1}\n', []],
     ['alias without anchor is reported, not thrown', 'a: 1\nb: *nope\n', ['f.yaml:2:4 Alias *nope has no anchor &nope before it in the same document (anchors do not carry across ---).']],
     ['bad indentation', 'a: 1\n  b: 2\n', ['f.yaml:1:4 Nested mappings are not allowed in compact mappings.']],
@@ -164,6 +181,18 @@ spec:
   ];
   it.each(cases)('%s', (_name, fn, path, want) => {
     expect(location(fn(src, path))).toBe(want);
+  });
+
+  // The plain data names an empty key "" (toJS): looked for as "null", it was not found, and a refusal of it (a label's
+  // empty key, an unknown key) was told at its mapping's key (`labels:`), lines above it.
+  it.each([
+    ['? with nothing after it', 'labels:\n  a: b\n  ? \n  : c\n', 'f.yaml:3:3'],
+    ['nothing before the colon', 'labels:\n  a: b\n  : c\n', 'f.yaml:3:3'],
+    ['~', 'labels:\n  a: b\n  ~: c\n', 'f.yaml:3:3'],
+    ['""', 'labels:\n  a: b\n  "": c\n', 'f.yaml:3:3'],
+    ['? in a flow map', 'labels: {a: b, ? : c}\n', 'f.yaml:1:16'],
+  ])('an empty key (%s) is found, at its entry', (_name, text, want) => {
+    expect(location(keyWhere(parseYaml(text, 'f.yaml').docs[0], ['labels', '']))).toBe(want);
   });
 
   it('collects a pointer per node by dotted path', () => {

@@ -2,7 +2,7 @@
 // file, line and column of the node it is about.
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
 import { diag, quote, type Diagnostic, type Where } from '../diags/index.ts';
-import { UNCHECKED_KEYS, aliasBomb, checkDuplicateKeys, duplicateKeyDetail, refusedWarnings } from '../diags/yaml.ts';
+import { UNCHECKED_KEYS, aliasBomb, checkDuplicateKeys, duplicateKeyDetail, keyOffset, refusedWarnings } from '../diags/yaml.ts';
 
 /** One parsed YAML document of a file, with what is needed to map paths back to positions. */
 export interface SourceDoc {
@@ -12,6 +12,8 @@ export interface SourceDoc {
   index: number;
   doc: Document.Parsed;
   lines: LineCounter;
+  /** The file's text (where an empty key is shown: keyOffset). */
+  text?: string;
   /** The document as plain data. */
   value: unknown;
 }
@@ -62,7 +64,7 @@ export function parseYaml(text: string, file: string): ParsedFile {
   // resolveKnownTags false: YAML 1.1's !!binary, !!timestamp, !!set are unknown tags too, refused with the rest (refusedWarnings).
   // Keys given twice: checkDuplicateKeys (linear; the parser's own check is quadratic).
   const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, ...UNCHECKED_KEYS, merge: true, logLevel: 'error', resolveKnownTags: false });
-  for (const doc of all) checkDuplicateKeys(doc);
+  for (const doc of all) checkDuplicateKeys(doc, text);
   const diagnostics: Diagnostic[] = [];
   const docs: SourceDoc[] = [];
   let empty = true;
@@ -80,7 +82,7 @@ export function parseYaml(text: string, file: string): ParsedFile {
         overflowed ||= STACK_OVERFLOW.test(e.message);
         const { line, col } = lines.linePos(e.pos[0]);
         const detail =
-          (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lines) : undefined) ??
+          (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lines, text) : undefined) ??
           (STACK_OVERFLOW.test(e.message) ? TOO_DEEP : `${firstLine(e.message)}${openedAt(text, e.pos[0], e.message, lines)}.`);
         diagnostics.push(diag('spec.yaml-syntax', detail, { file, line, col }));
       }
@@ -123,7 +125,7 @@ export function parseYaml(text: string, file: string): ParsedFile {
       return;
     }
     diagnostics.push(...nulStrings(doc, file, lines));
-    docs.push({ file, index, doc, lines, value });
+    docs.push({ file, index, doc, lines, text, value });
   });
   return { docs, diagnostics, empty };
 }
@@ -200,8 +202,9 @@ interface Found {
   deepestPair?: Pair;
 }
 
+/** A pair's key as the document's plain data names it: an empty key (`? `, `~`, `null`) is "" there, as toJS makes it. */
 function keyOf(pair: Pair): unknown {
-  return isScalar(pair.key) ? pair.key.value : pair.key;
+  return isScalar(pair.key) ? (pair.key.value ?? '') : pair.key;
 }
 
 function find(src: SourceDoc, path: Path): Found {
@@ -257,7 +260,7 @@ export function valueWhere(src: SourceDoc, path: Path): Where {
 /** Where the key of the map entry at `path` is (an unknown key); falls back to the value. */
 export function keyWhere(src: SourceDoc, path: Path): Where {
   const f = find(src, path);
-  const at = startOf(f.pair?.key);
+  const at = keyOffset(f.pair?.key, src.text);
   return at === undefined ? valueWhere(src, path) : whereAt(src, at);
 }
 

@@ -200,7 +200,20 @@ export function serveCommand(o: ServeOptions): string[] {
   return ['fleet', 'serve', 'dmz-client', '--data-center', o.dataCenter, '--driver', o.driver, '--config', CONFIG_FILE, '--authority', o.authorityUrl, '--host', '0.0.0.0', '--port', String(o.port), '--stack', o.stackDir];
 }
 
-const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+/**
+ * One word of a systemd command line (ExecStart=), as systemd.syntax(7) and
+ * systemd.service(5) "Command lines" read it. A plain word (letters, digits,
+ * `_./:@=,+-`) is single-quoted, as it always was, so the user data of an
+ * existing host stays byte for byte the same (a changed script replaces the
+ * host); any other is double-quoted with the C escapes systemd reads there
+ * for a backslash and a quote, `%%` for a % (else a specifier) and `$$` for a
+ * $ (else a variable). A control character cannot be written (a line break
+ * ends the directive): hostScript refuses one first.
+ */
+const systemdWord = (s: string) => (/^[A-Za-z0-9_./:@=,+-]*$/.test(s) ? `'${s}'` : `"${s.replace(/[\\"]/g, '\\$&').replace(/%/g, '%%').replace(/\$/g, '$$$$')}"`);
+
+/** A line of the unit inside its heredoc (<<UNIT, unquoted as it always was): bash's \, $ and ` escaped, so bash writes the line as it is. */
+const heredocLine = (s: string) => s.replace(/[\\$`]/g, '\\$&');
 
 /**
  * cloud-init user data of the DMZ client host: fetches the host's secrets
@@ -213,6 +226,12 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
  * the VM.
  */
 export function hostScript(o: HostScriptOptions): string {
+  // Written into the systemd unit: a line break there would be a directive of its own (ExecStartPre=...).
+  for (const [k, v] of [['dataCenter', o.dataCenter], ['authorityUrl', o.authorityUrl], ['stackDir', o.stackDir]] as const) {
+    // eslint-disable-next-line no-control-regex
+    const bad = /[\u0000-\u001f\u007f]/.exec(v);
+    if (bad) throw new Error(`${k} ${JSON.stringify(v)} holds U+${bad[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}, a control character: it would break the DMZ client's systemd unit (a line break starts a directive of its own).`);
+  }
   const tokenEnv = cliTokenEnv(o.dataCenter);
   const authEnv = authorityTokenEnv(o.dataCenter);
   // The config between quoted heredoc markers: the shell expands nothing in it. A marker line inside it would end it early.
@@ -234,14 +253,15 @@ export function hostScript(o: HostScriptOptions): string {
     ...o.config.replace(/\n$/, '').split('\n'),
     marker,
     `chown -R dmzfleet:dmzfleet /etc/dmzfleet && chmod 0600 /etc/dmzfleet/env /etc/dmzfleet/tls/*.pem ${CONFIG_FILE}`,
+    // Its lines that carry a value go through heredocLine: bash expands nothing there (a data center name may hold $ or a backtick).
     'cat > /etc/systemd/system/dmzfleet-dmz-client.service <<UNIT',
     '[Unit]',
-    `Description=dmzfleet DMZ client of data center ${o.dataCenter}`,
+    heredocLine(`Description=dmzfleet DMZ client of data center ${o.dataCenter.replace(/%/g, '%%')}`),
     'After=network-online.target',
     '[Service]',
     'User=dmzfleet',
     'EnvironmentFile=/etc/dmzfleet/env',
-    `ExecStart=/usr/bin/env ${serveCommand(o).map(shellQuote).join(' ')}`,
+    heredocLine(`ExecStart=/usr/bin/env ${serveCommand(o).map(systemdWord).join(' ')}`),
     'Restart=always',
     'NoNewPrivileges=true',
     'ProtectSystem=strict',

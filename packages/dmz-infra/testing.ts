@@ -82,3 +82,28 @@ export function broken(resources: readonly DeclaredResource[], type: string, edi
   edit(target);
   return copy;
 }
+
+/** Pulumi's marker of a secret value on the wire (sdk/nodejs/runtime/rpc.ts specialSigKey), as the mocks receive it. */
+const SECRET_SIG = '4dabf18193072939515e22adb298388d';
+
+/**
+ * The texts of `v` a Pulumi state keeps in clear: every string outside a
+ * value marked secret, and the base64 decoding of each (Azure's custom data
+ * travels so). `secret` collects the texts inside values marked secret.
+ */
+export function plainTexts(v: unknown, secret: string[] = []): string[] {
+  const out: string[] = [];
+  const visit = (x: unknown, inSecret: boolean) => {
+    if (typeof x === 'string') {
+      const decoded = /^[A-Za-z0-9+/]+=*$/.test(x) && x.length % 4 === 0 ? Buffer.from(x, 'base64').toString('utf8') : undefined;
+      (inSecret ? secret : out).push(x, ...(decoded ? [decoded] : []));
+    } else if (Array.isArray(x)) x.forEach((y) => visit(y, inSecret));
+    else if (x !== null && typeof x === 'object') {
+      const o = x as Record<string, unknown>;
+      const marked = inSecret || SECRET_SIG in o;
+      for (const [k, y] of Object.entries(o)) if (k !== SECRET_SIG) visit(y, marked);
+    }
+  };
+  visit(v, false);
+  return out;
+}

@@ -162,6 +162,17 @@ export const bootBodySchema = {
   },
 } as const;
 
+/**
+ * The largest body the DMZ client's open boot routes (POST /v1/boot,
+ * /v1/boot/status) read; the services' 1 MiB elsewhere. The endpoint is open to
+ * any address of the DMZ network, and a body of either route is a few hundred
+ * bytes (at most ~23 KiB, every character of its longest fields \u-escaped):
+ * a caller sending 1 MiB ones made the client parse and validate up to 1 MiB
+ * each before its 400. Over it: 413 `too-large`, which counts against the
+ * caller's boot limit as a malformed request does.
+ */
+export const BOOT_BODY_LIMIT = 64 * 1024;
+
 export const agentReportSchema = {
   title: 'AgentReport',
   description:
@@ -188,8 +199,20 @@ export const agentReportAnswerSchema = {
   properties: { ok: { const: true } },
 } as const;
 
-/** Most steps in one POST /v1/batch. */
+/**
+ * Most steps in one POST /v1/batch, a run counting its steps (batchSteps):
+ * the schema bounds the items (a run's steps too), and the DMZ client refuses
+ * a batch whose items hold more steps in all (400 `bad-request`), which no
+ * fleet apply sends (providers/client.ts).
+ */
 export const STEP_BATCH_MAX = 500;
+
+/** How many steps a batch's items hold: a run counts its steps (at most STEP_BATCH_MAX a request). */
+export function batchSteps(items: readonly { op: string; steps?: readonly unknown[] }[]): number {
+  let n = 0;
+  for (const item of items) n += item.op === 'run' && item.steps ? item.steps.length : 1;
+  return n;
+}
 
 /** Most steps in one run. */
 export const RUN_STEPS_MAX = 50;

@@ -19,6 +19,9 @@ import {
   agentReportAnswerSchema,
   agentReportSchema,
   batchAnswerResponse,
+  BOOT_BODY_LIMIT,
+  STEP_BATCH_MAX,
+  batchSteps,
   bootBodySchema,
   bootResponseSchema,
   createBodySchema,
@@ -166,8 +169,13 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
         response: { 200: batchAnswerResponse, 400: errorSchema, 401: errorSchema },
       }),
     },
-    (req, reply) =>
-      streamAnswers(
+    (req, reply) => {
+      // The schema bounds the items and each run's steps; their sum, here (a run of 50 steps counts 50).
+      const n = batchSteps(req.body.steps);
+      if (n > STEP_BATCH_MAX) {
+        throw new WireError('bad-request', `body/steps holds ${n} steps, a run counting its steps; a batch holds at most ${STEP_BATCH_MAX}: send the rest in another batch (nothing was done)`);
+      }
+      return streamAnswers(
         reply,
         req.body.steps.map((s) => (part: Part) =>
           s.op === 'run'
@@ -175,7 +183,8 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
             : observed(req.log, s, () => steps.one(s)),
         ),
         (err) => req.log.error({ err }, 'batch step failed'),
-      ),
+      );
+    },
   );
 
   app.get<{ Params: { id: string } }>(
@@ -303,7 +312,7 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
       throw err;
     }
   };
-  const bootHooks = { onRequest: admitBoot, onResponse: settleUnhandled };
+  const bootHooks = { onRequest: admitBoot, onResponse: settleUnhandled, bodyLimit: BOOT_BODY_LIMIT };
 
   app.post<{ Body: BootRequest }>(
     '/v1/boot',

@@ -130,6 +130,78 @@ describe('a Vm whose boot the authority denied, still in its data center', () =>
   }, 120_000);
 });
 
+// A boot denied during the create itself, with the data center refusing the delete: the create's clean-up stops at
+// BeingDeleted (committed to deletion: no requestable state is reachable from there) and the create's error answers
+// the VM as a partial resource. The next `pulumi up` diffed it as an update, whose walk from BeingDeleted to Running has
+// no path: every `pulumi up` failed with "No path of lifecycle edges leads from BeingDeleted to Running", and a
+// `pulumi refresh` read the cloud's PoweredOff, after which the update was vetoed by the record. Now the diff replaces
+// it (the old VM's delete finished first), as `fleet plan` recreates a member committed to deletion.
+describe('a VM whose boot the authority denied at its create, which its data center could not delete', () => {
+  it('Vm: the next pulumi up finishes deleting it and creates it again, never booting it again', async () => {
+    const p = new VmProvider(providerOptions(es.fleetStack, 'miami'));
+    const running = vm('den-new', 'Running');
+    sim().setFaults(DENIED);
+    let e: FleetError & { id?: string; properties?: VmResourceOutputs };
+    try {
+      e = await rejection<VmResourceOutputs>(p.create(running));
+    } finally {
+      sim().setFaults({});
+    }
+    expect(e.message).toMatch(/boot denied/);
+    expect(e.message).toMatch(/Cleaning up VM .* failed too/);
+    const id = e.id!;
+    const olds = e.properties!;
+    expect(olds).toMatchObject({ vmId: id, state: 'BeingDeleted', token: es.tokens.miami });
+    expect(await cloud(id)).toBe('present');
+
+    expect(await p.diff(id, olds, running)).toEqual({ changes: true, replaces: ['state'], deleteBeforeReplace: true });
+    // A `pulumi refresh` first: the cloud shows it powered off, the record holds it BeingDeleted; the outputs keep that.
+    const read = (await p.read(id, olds)).props as VmResourceOutputs;
+    expect(read).toMatchObject({ state: 'BeingDeleted', cloudId: olds.cloudId, token: es.tokens.miami });
+    expect(await p.diff(id, read, running)).toMatchObject({ replaces: ['state'], deleteBeforeReplace: true });
+    // An update all the same is refused before any request, naming the way out.
+    const before = (await edges('den-new/0', id)).length;
+    const refused = await rejection(p.update(id, olds, running));
+    expect(refused.message).toMatch(/den-new\/0 .*BeingDeleted.*deleted.*`pulumi up --replace`/);
+    expect(await edges('den-new/0', id)).toHaveLength(before);
+
+    // Pulumi's replace: delete (the rest of its way, BeingDeleted » Deleted), then create.
+    await p.delete(id, read);
+    const again = await p.create(running);
+    expect((again.outs as VmOutputs).state).toBe('Running');
+    expect(await cloud(id)).toBe('terminated');
+    const h = await edges('den-new/0', id);
+    expect(h).toContain('BeingDeleted -> Deleted ok');
+    expect(h).not.toContain('BootFailed -> PoweredOff ok');
+    await p.delete(again.id, { ...(again.outs as VmOutputs), token: es.tokens.miami });
+  }, 120_000);
+
+  it('Fleet: the next update finishes deleting the member and creates it again', async () => {
+    const p = new FleetProvider(es.fleetStack);
+    const ins = fleet('den-fnew', 'Running');
+    sim().setFaults(DENIED);
+    let e: FleetError & { id?: string; properties?: FleetOutputs };
+    try {
+      e = await rejection<FleetOutputs>(p.create(ins));
+    } finally {
+      sim().setFaults({});
+    }
+    const olds = e.properties!;
+    const [old] = olds.members;
+    expect(old).toMatchObject({ address: 'den-fnew/0', state: 'BeingDeleted' });
+    // A `pulumi refresh` first keeps the member BeingDeleted (it read PoweredOff, and the update was then vetoed).
+    const read = (await p.read(e.id!, olds)).props as FleetOutputs;
+    expect(read.members).toMatchObject([{ vmId: old.vmId, state: 'BeingDeleted' }]);
+    expect(await p.diff(e.id!, read, ins)).toMatchObject({ changes: true, replaces: [] });
+    const updated = (await p.update(e.id!, read, ins)).outs as FleetOutputs;
+    expect(updated.members).toMatchObject([{ address: 'den-fnew/0', state: 'Running' }]);
+    expect(updated.members[0].vmId).not.toBe(old.vmId);
+    expect(await cloud(old.vmId)).toBe('terminated');
+    expect(await edges('den-fnew/0', old.vmId)).not.toContain('BootFailed -> PoweredOff ok');
+    await p.delete(e.id!, updated);
+  }, 120_000);
+});
+
 describe('a Fleet member whose boot the authority denied, still in its data center', () => {
   it('is deleted and created again by the next update, never booted again', async () => {
     const p = new FleetProvider(es.fleetStack);

@@ -4,6 +4,7 @@
 // generated specs, the resource refuses exactly what `fleet validate` would
 // refuse in a fleet file of the same stack.
 import { describe, expect, it } from 'vitest';
+import { QUOTE_LIMIT } from '../../engine/diags/index.ts';
 import { resolve } from 'node:path';
 import { loadStack } from '../../engine/spec/index.ts';
 import { checkFleet, type StackContext } from '../../engine/spec/fleet.ts';
@@ -180,5 +181,40 @@ describe('the Fleet resource refuses exactly what a fleet file would', async () 
     expect(refused).toBeGreaterThan(all.length / 4);
     expect(all.length - refused).toBeGreaterThan(30);
     expect(disagree.join('\n')).toBe('');
+  });
+});
+
+// Pulumi prints each check failure as it is. A name the program gives (it may read it from a file) was written raw in
+// the failure's reason and property: a line break and a forged `error[...]` line in it printed that line as Pulumi's,
+// and a 100 KB one was printed whole. Now clip()ped (QUOTE_LIMIT).
+describe("the Fleet resource's check: a program's names in its failures, one line, clipped", async () => {
+  const loaded = await loadStack(STACK_DIR);
+  if (!loaded.stack || !loaded.pack) throw new Error(`the example stack did not load: ${JSON.stringify(loaded.diagnostics)}`);
+  const provider = new FleetProvider(toFleetStack(loaded.stack, loaded.pack, { urls: Object.fromEntries(loaded.stack.dataCenters.map((d) => [d.name, `http://127.0.0.1:1/${d.name}`])) }));
+  const valid = { name: 'web', owner: 'team-a', count: 1, image: 'ubuntu-22.04', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 } };
+  const FORGED = 'm\nerror[apply.fake]: Forged\n  at web/9';
+  const HUGE = 'y'.repeat(100_000);
+  it.each(
+    [
+      { name: 'an unknown key', spec: (v: string) => ({ ...valid, [v]: 1 }) },
+      { name: 'the name', spec: (v: string) => ({ ...valid, name: v }) },
+      { name: 'the state', spec: (v: string) => ({ ...valid, state: v }) },
+      { name: 'the image', spec: (v: string) => ({ ...valid, image: v }) },
+      { name: 'a data center of its placement', spec: (v: string) => ({ ...valid, placement: { dataCenters: [v] } }) },
+      { name: 'the place it is near', spec: (v: string) => ({ ...valid, placement: { near: v } }) },
+      { name: 'a hardware trait', spec: (v: string) => ({ ...valid, hardware: [v] }) },
+      { name: 'a label key too long', spec: (v: string) => ({ ...valid, labels: { [`${v}${'k'.repeat(64)}`]: 'x' } }) },
+      { name: "a data center its tokens name", spec: () => valid, tokens: (v: string) => ({ [v]: 't' }) },
+    ].flatMap((c) => [{ ...c, value: 'a line break and a forged diagnostic', v: FORGED }, { ...c, value: 'a 100 KB value', v: HUGE }]),
+  )('$name: $value', async ({ spec, tokens, v }) => {
+    const inputs: FleetInputs = { spec: spec(v) as unknown as FleetSpecInputs, specHash: 'h', ...(tokens ? { tokens: tokens(v) } : {}) };
+    const failures = (await provider.check(inputs, inputs)).failures ?? [];
+    expect(failures.length).toBeGreaterThan(0);
+    for (const f of failures) {
+      for (const text of [f.property, f.reason]) {
+        expect(text).not.toContain('\n');
+        expect(text).not.toContain('y'.repeat(QUOTE_LIMIT + 1));
+      }
+    }
   });
 });

@@ -23,14 +23,14 @@
 //   centers and the next `pulumi up` goes on from there.
 // - delete: a member that could not be deleted still exists; the error names it.
 import * as pulumi from '@pulumi/pulumi';
-import { FleetError, diag, unseenRefusal, visible, type Diagnostic } from '../../engine/diags/index.ts';
+import { FleetError, REASON_LIMIT, clip, diag, unseenRefusal, visible, type Diagnostic } from '../../engine/diags/index.ts';
 import { computePlan, noRulesPolicy, type Change } from '../../engine/plan/index.ts';
 import { buildLifecycle } from '../../engine/policy/lifecycle.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { PlanVmRow } from '../../engine/record/types.ts';
 import { specHash, type LoadedFleet, type LoadedStack, type Location } from '../../engine/spec/index.ts';
-import { PULUMI_UNKNOWN, ownerChange, type DataCenterProvider, type VmInputs, type VmOutputs } from '../provider.ts';
-import { programManager, providerOptions, type FleetStack } from './stack.ts';
+import { PULUMI_UNKNOWN, SPEC_LIMITS, fleetNameProblem, ownerChange, tokenProblem, type DataCenterProvider, type VmInputs, type VmOutputs } from '../provider.ts';
+import { programManager, providerOptions, refuseUrlCredentials, type FleetStack } from './stack.ts';
 import { providerFor } from './vm.ts';
 
 /** A fleet spec (DESIGN.md, "Fleet") as the resource's inputs: the same keys and defaults as a fleet file's `metadata` and `spec`. */
@@ -85,14 +85,12 @@ const SPEC_KEYS = ['name', 'owner', 'labels', 'count', 'minCount', 'image', 'siz
 /** What Pulumi's dynamic-provider host passes for a value not known yet (a preview of an input computed from another resource). */
 const UNKNOWN = PULUMI_UNKNOWN;
 const known = (...vs: unknown[]) => vs.every((v) => v !== UNKNOWN);
-/** A fleet file's count limit (fleet.schema.json). */
-const MAX_COUNT = 100_000;
-/** A fleet file's length limits, in characters (code points, as ajv counts them): metadata.owner, a label's key and value (fleet.schema.json). */
-const MAX_OWNER = 64;
-const MAX_LABEL_KEY = 63;
-const MAX_LABEL_VALUE = 256;
-/** How many labels a fleet file's metadata.labels may hold (fleet.schema.json maxProperties). */
-const MAX_LABELS = 64;
+/** A fleet file's limits (fleet.schema.json): count, lengths in characters (code points, as ajv counts them), how many labels. */
+const MAX_COUNT = SPEC_LIMITS.count;
+const MAX_OWNER = SPEC_LIMITS.owner;
+const MAX_LABEL_KEY = SPEC_LIMITS.labelKey;
+const MAX_LABEL_VALUE = SPEC_LIMITS.labelValue;
+const MAX_LABELS = SPEC_LIMITS.labels;
 const length = (s: string) => [...s].length;
 
 /** The LoadedFleet the planner reads, with the spec loader's defaults (engine/spec/fleet.ts toLoadedFleet). */
@@ -126,14 +124,20 @@ function loadedFleet(s: FleetSpecInputs, hash: string): LoadedFleet {
   };
 }
 
-/** Runs `f` over every item at once; the results in order, each fulfilled or rejected. */
+/**
+ * Runs `f` over every item at once; the results in order, each fulfilled or
+ * rejected. A throw before `f`'s promise (a member's data center the stack no
+ * longer has) is that item's rejection: it neither stops the items after it
+ * nor leaves those before it running after the answer.
+ */
 function settleAll<T, R>(items: readonly T[], f: (t: T) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
-  return Promise.allSettled(items.map((t) => f(t)));
+  return Promise.allSettled(items.map(async (t) => f(t)));
 }
 
+/** What a member's call threw, each diagnostic at the member's address unless it names one. */
 function diagnosticsOf(err: unknown, address: string): Diagnostic[] {
-  if (err instanceof FleetError) return err.diagnostics;
-  return [diag('apply.step-failed', `${address}: ${err instanceof Error ? err.message : String(err)}`, { address })];
+  if (err instanceof FleetError) return err.diagnostics.map((d) => (d.address === undefined && d.file === undefined ? { ...d, address } : d));
+  return [diag('apply.step-failed', `${clip(address)}: ${clip(err instanceof Error ? err.message : String(err), REASON_LIMIT)}`, { address })];
 }
 
 export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInputs, FleetOutputs> {
@@ -167,13 +171,12 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     const s = news.spec;
     const fail = (property: string, reason: string) => failures.push({ property: `spec.${property}`, reason });
     const unknownKeys = (v: object, keys: readonly string[], what: string, property: string) => {
-      for (const k of Object.keys(v)) if (!keys.includes(k)) fail(property === '' ? k : property, `${k} is not a key of ${what}; its keys are ${keys.join(', ')}`);
+      for (const k of Object.keys(v)) if (!keys.includes(k)) fail(property === '' ? clip(k) : property, `${visible(k)} is not a key of ${what}; its keys are ${keys.join(', ')}`);
     };
     unknownKeys(s, SPEC_KEYS, 'a fleet spec', '');
     for (const k of ['name', 'owner', 'image'] as const) if (typeof s[k] !== 'string' || s[k] === '') fail(k, `${k} must be a non-empty string`);
-    if (typeof s.name === 'string' && s.name !== '' && s.name !== UNKNOWN && !/^[a-z][a-z0-9-]{0,39}$/.test(s.name)) {
-      fail('name', `name ${s.name} must be lower-case letters, digits and dashes, starting with a letter, at most 40 characters (members are addressed <name>/<index>)`);
-    }
+    const nameProblem = typeof s.name === 'string' && s.name !== '' && s.name !== UNKNOWN ? fleetNameProblem(s.name) : undefined;
+    if (nameProblem) fail('name', nameProblem);
     if (!known(s.count)) {
       /* judged when known */
     } else if (!Number.isInteger(s.count) || s.count < 0 || s.count > MAX_COUNT) fail('count', `count must be an integer from 0 to ${MAX_COUNT}`);
@@ -213,17 +216,17 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
         if (count > MAX_LABELS) fail('labels', `a fleet has at most ${MAX_LABELS} labels (it has ${count}): every label is matched by the policy rules at each plan and shown in plans and reviews`);
         for (const [k, v] of Object.entries(s.labels)) {
           if (k === '') fail('labels', 'a label key must not be empty: policy rules match labels by their key, and an empty one shows as nothing in plans and reviews');
-          readable(`labels.${k}`, 'label key', k);
-          readable(`labels.${k}`, `the value of label ${visible(k)}`, v);
-          if (length(k) > MAX_LABEL_KEY) fail(`labels.${k}`, `a label key must be at most ${MAX_LABEL_KEY} characters (it is ${length(k)}), as in Kubernetes`);
-          if (typeof v === 'string' && known(v) && length(v) > MAX_LABEL_VALUE) fail(`labels.${k}`, `the value of label ${visible(k)} must be at most ${MAX_LABEL_VALUE} characters (it is ${length(v)}), as in Kubernetes`);
+          readable(`labels.${clip(k)}`, 'label key', k);
+          readable(`labels.${clip(k)}`, `the value of label ${visible(k)}`, v);
+          if (length(k) > MAX_LABEL_KEY) fail(`labels.${clip(k)}`, `a label key must be at most ${MAX_LABEL_KEY} characters (it is ${length(k)}), as in Kubernetes`);
+          if (typeof v === 'string' && known(v) && length(v) > MAX_LABEL_VALUE) fail(`labels.${clip(k)}`, `the value of label ${visible(k)} must be at most ${MAX_LABEL_VALUE} characters (it is ${length(v)}), as in Kubernetes`);
         }
       }
     }
     for (const k of ['encryptedDisk', 'protect'] as const) if (s[k] !== undefined && known(s[k]) && typeof s[k] !== 'boolean') fail(k, `${k} must be true or false`);
     const lc = this.stack.lifecycle;
     const state = s.state ?? 'Running';
-    if (known(state) && !lc.requestable.includes(state)) fail('state', `state ${state} is not one a fleet may ask for: ${lc.requestable.join(', ')}`);
+    if (known(state) && !lc.requestable.includes(state)) fail('state', `state ${typeof state === 'string' ? visible(state) : `of type ${typeof state}`} is not one a fleet may ask for: ${lc.requestable.join(', ')}`);
     const dcNames = this.stack.dataCenters.map((d) => d.name);
     // The data centers this fleet may use: its allow-list (known names only), else all of the stack's.
     let candidates = dcNames;
@@ -237,7 +240,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
         if (dcs !== undefined && known(dcs)) {
           if (!nonEmptyStrings(dcs) || dcs.length === 0 || !unique(dcs)) fail('placement.dataCenters', 'placement.dataCenters must list at least one data center name, each once');
           else {
-            for (const name of dcs) if (!dcNames.includes(name)) fail('placement.dataCenters', `${name} is not a data center of stack ${this.stack.name} (${dcNames.join(', ')})`);
+            for (const name of dcs) if (!dcNames.includes(name)) fail('placement.dataCenters', `${visible(name)} is not a data center of stack ${this.stack.name} (${dcNames.join(', ')})`);
             candidates = dcs.filter((name) => dcNames.includes(name));
           }
         }
@@ -245,7 +248,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
         const near = pl.near;
         if (near !== undefined && known(near)) {
           if (typeof near === 'string') {
-            if (near !== this.stack.site.name && !dcNames.includes(near)) fail('placement.near', `near ${JSON.stringify(near)} is neither the stack's site (${this.stack.site.name}) nor one of its data centers (${dcNames.join(', ')})`);
+            if (near !== this.stack.site.name && !dcNames.includes(near)) fail('placement.near', `near ${visible(near)} is neither the stack's site (${this.stack.site.name}) nor one of its data centers (${dcNames.join(', ')})`);
           } else if (near === null || typeof near !== 'object' || Array.isArray(near)) {
             fail('placement.near', 'near must be a data center or site name, or coordinates { lat, lon }');
           } else {
@@ -261,21 +264,36 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     const offers = (dc: string) => this.stack.dataCenters.find((d) => d.name === dc)?.hardware ?? [];
     if (hardwareOk && Array.isArray(s.hardware) && candidates.length > 0) {
       const missing = s.hardware.filter((t) => !candidates.some((dc) => offers(dc).includes(t)));
-      for (const t of missing) fail('hardware', `hardware trait ${t} is offered by none of the data centers the fleet may use (${candidates.join(', ')})`);
+      for (const t of missing) fail('hardware', `hardware trait ${visible(t)} is offered by none of the data centers the fleet may use (${candidates.join(', ')})`);
       if (missing.length === 0 && s.hardware.length > 1 && !candidates.some((dc) => s.hardware!.every((t) => offers(dc).includes(t)))) {
-        fail('hardware', `no single data center among ${candidates.join(', ')} offers all of ${s.hardware.join(', ')}`);
+        fail('hardware', `no single data center among ${candidates.join(', ')} offers all of ${s.hardware.map((t) => visible(t)).join(', ')}`);
       }
     }
     if (typeof s.image === 'string' && s.image !== '' && known(s.image)) {
       const entry = Object.hasOwn(this.stack.images, s.image) ? this.stack.images[s.image] : undefined;
-      if (!entry) fail('image', `image ${s.image} is not in the pack's catalog (${Object.keys(this.stack.images).join(', ')})`);
-      else if (candidates.length > 0 && !candidates.some((dc) => Object.hasOwn(entry, dc))) fail('image', `image ${s.image} has no translation for ${candidates.join(', ')} in the pack's catalog`);
+      if (!entry) fail('image', `image ${visible(s.image)} is not in the pack's catalog (${Object.keys(this.stack.images).join(', ')})`);
+      else if (candidates.length > 0 && !candidates.some((dc) => Object.hasOwn(entry, dc))) fail('image', `image ${visible(s.image)} has no translation for ${candidates.join(', ')} in the pack's catalog`);
     }
     // Tokens a program computes from another resource are not known in a preview: the whole object is the sentinel.
     const tokens = news.tokens as unknown;
     if (tokens !== undefined && known(tokens)) {
       if (tokens === null || typeof tokens !== 'object' || Array.isArray(tokens)) failures.push({ property: 'tokens', reason: 'tokens must map data center names to their DMZ clients\' tokens' });
-      else for (const name of Object.keys(tokens)) if (!dcNames.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${name}, which is not a data center of stack ${this.stack.name}` });
+      else {
+        for (const [name, token] of Object.entries(tokens)) {
+          if (!dcNames.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${visible(name)}, which is not a data center of stack ${this.stack.name}` });
+          // Never quoted: a token is a secret. An empty one is left to the data center's token variable (the programs pass '' for none).
+          const bad = token === '' || !known(token) ? undefined : tokenProblem(token);
+          if (bad) failures.push({ property: 'tokens', reason: `the token of data center ${visible(name)} ${bad}` });
+        }
+      }
+    }
+    const planId = news.planId as unknown;
+    if (planId != null && known(planId) && (typeof planId !== 'string' || planId.length > SPEC_LIMITS.protocolName)) {
+      failures.push({ property: 'planId', reason: `planId must be a string of at most ${SPEC_LIMITS.protocolName} characters, or left out` });
+    }
+    const managedBy = news.managedBy as unknown;
+    if (managedBy !== undefined && known(managedBy) && (typeof managedBy !== 'string' || managedBy === '' || managedBy.length > SPEC_LIMITS.protocolName)) {
+      failures.push({ property: 'managedBy', reason: `managedBy must be a non-empty string of at most ${SPEC_LIMITS.protocolName} characters (the Fleet resource sets it: pulumi:<project>/<stack>)` });
     }
     return { inputs: news, failures };
   }
@@ -589,6 +607,8 @@ export class Fleet extends pulumi.dynamic.Resource {
   declare readonly members: pulumi.Output<FleetMember[]>;
 
   constructor(name: string, args: FleetArgs, opts?: pulumi.CustomResourceOptions) {
+    // Its provider goes into the Pulumi state in clear text: a DMZ client URL with credentials is refused.
+    refuseUrlCredentials(args.stack);
     const tokens = args.tokens ? pulumi.secret(pulumi.all(args.tokens)) : undefined;
     const hashOf = (s: Pick<FleetSpecArg, 'image' | 'size' | 'hardware' | 'encryptedDisk'>) =>
       specHash({ image: s.image, size: s.size, hardware: s.hardware ?? [], encryptedDisk: s.encryptedDisk ?? false });

@@ -9,6 +9,9 @@ import { mockPulumi, valueOf } from '../../packages/dmz-infra/testing.ts';
 import { Vm } from './vm.ts';
 import { Fleet } from './fleet.ts';
 import { TEST_FLEET_STACK } from './testing.ts';
+import { toFleetStack } from './stack.ts';
+import type { LoadedStack } from '../../engine/spec/index.ts';
+import type { LoadedPack } from '../../engine/policy/types.ts';
 
 const SECRET_SIG = '4dabf18193072939515e22adb298388d';
 const SECRET_VALUE = '1b47061264138c4ac30d75fd1eb44270';
@@ -56,5 +59,40 @@ describe('Fleet', () => {
     expect(r.inputs.__provider).not.toContain('fleet-token-value');
     const tokens = (fleet as unknown as { tokens: pulumi.Output<unknown> }).tokens;
     expect(await pulumi.isSecret(tokens)).toBe(true);
+  });
+});
+
+// A DMZ client URL may carry basic auth (user:password@, which the transport sends): the provider each resource
+// serializes into the state (`__provider`, clear text) held it whole. Refused when the resource is declared, naming
+// the data center and the way out, never the password.
+describe('a DMZ client URL with credentials', () => {
+  const withCredentials = (url: string) => ({ ...stack, dataCenters: stack.dataCenters.map((d) => ({ ...d, url })) });
+  const size = { cpu: 1, memoryGiB: 1, diskGiB: 1 };
+  it.each([
+    ['user and password', 'https://fleet:pw-s3cret-9d1@dmz.miami.example:8443'],
+    ['a user name alone (a token as the user)', 'https://pw-s3cret-9d1@dmz.miami.example:8443'],
+  ])('with %s is refused by Vm, Fleet and toFleetStack, naming the data center and not the secret', async (_what, url) => {
+    const declare = [
+      () => new Vm('cred-vm', { stack: withCredentials(url), dataCenter: 'miami', fleet: 'api', owner: 'o', index: 0, image: 'ubuntu-22.04', size }),
+      () => new Fleet('cred-fleet', { stack: withCredentials(url), spec: { owner: 'o', count: 1, image: 'ubuntu-22.04', size } }),
+      () =>
+        toFleetStack(
+          { name: 'prod', site: stack.site, dataCenters: [{ name: 'miami', address: url, location: stack.dataCenters[0].location, hardware: [], capacity: {} }] } as unknown as LoadedStack,
+          { lifecycle: { states: [], initial: 'Requested', terminal: [], requestable: [], failure: [], edges: [] }, images: {}, rules: new Map() } as unknown as LoadedPack,
+        ),
+    ];
+    for (const f of declare) {
+      let thrown: unknown;
+      try {
+        f();
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(Error);
+      const message = (thrown as Error).message;
+      expect(message).toMatch(/DMZ client URL of data center miami holds credentials \(https:\/\/\*\*\*@dmz\.miami\.example:8443\/?\).*Pulumi state in clear text/);
+      expect(message).not.toContain('pw-s3cret-9d1');
+    }
+    expect(mocks.resources.filter((r) => r.name.startsWith('cred-'))).toEqual([]);
   });
 });

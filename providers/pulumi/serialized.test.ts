@@ -198,6 +198,37 @@ describe.each(KINDS)('$kind, serialized and run in a fresh process', ({ dc, seri
     }
   }, 120_000);
 
+  // The denied path as Pulumi's host runs it (docs/pulumi.md, "A denied boot"): the boot the authority denies, with a
+  // data center that cannot delete the VM, fails the update with the VM as a partial resource marked bootDenied (the
+  // host hands Pulumi e.properties), the next diff answers a replace, an update all the same is refused, and the
+  // replace (delete, then create) never boots the denied VM again.
+  it('a boot the authority denies: the partial resource is marked, the next diff replaces it, the replace never boots it again', async () => {
+    const { host: h } = await host(serialized, env());
+    const sim = es.embedded.drivers.get(dc)!;
+    const ins = inputs({ fleet: `denied-${dc}`, index: 0, desiredState: 'PoweredOff' });
+    const created = await h.ok<{ id: string; outs: VmResourceOutputs }>('create', ins);
+    const running = { ...ins, desiredState: 'Running' };
+    sim.setFaults({ forgeBootTokens: true, failCalls: ['deleteVm'] });
+    let e: HostError;
+    try {
+      e = await h.rejected('update', created.id, created.outs, running);
+    } finally {
+      sim.setFaults({});
+    }
+    expect(e.message).toMatch(/boot denied/);
+    expect(e.properties).toMatchObject({ vmId: created.id, state: 'BootFailed', bootDenied: true });
+    const olds = e.properties as unknown as VmResourceOutputs;
+    expect(await h.ok('diff', created.id, olds, running)).toEqual({ changes: true, replaces: ['bootDenied'], deleteBeforeReplace: true });
+    expectActionable(await h.rejected('update', created.id, olds, running), 'apply.step-vetoed', /pulumi up --replace/);
+    await h.ok('delete', created.id, olds);
+    const again = await h.ok<{ id: string; outs: VmResourceOutputs }>('create', running);
+    expect(again.outs).toMatchObject({ state: 'Running' });
+    const history = (await es.record.history(es.stack.name, `denied-${dc}/0`)).filter((x) => x.vmId === created.id).map((x) => `${x.from} -> ${x.to} ${x.outcome}`);
+    expect(history).toContain('BeingDeleted -> Deleted ok');
+    expect(history).not.toContain('BootFailed -> PoweredOff ok');
+    await h.ok('delete', again.id, again.outs);
+  }, 120_000);
+
   it('a missing token is named in the message', async () => {
     // VmProvider without a token in the call falls back to the environment, like DataCenterProvider.
     const { host: h } = await host(serialized, {});
@@ -230,15 +261,15 @@ describe('FleetProvider (the Fleet resource), serialized and run in a fresh proc
   // unencrypted VMs), a name outside the fleet grammar made addresses no later call could parse, and a count in the
   // millions had the planner build a change per member in the host's memory.
   it.each([
-    ['a misspelt key', { encryptDisk: true }, 'spec.encryptDisk', 'encryptDisk is not a key of a fleet spec'],
+    ['a misspelt key', { encryptDisk: true }, 'spec.encryptDisk', '"encryptDisk" is not a key of a fleet spec'],
     ['a name outside the fleet grammar', { name: 'Web/1' }, 'spec.name', 'lower-case letters, digits and dashes'],
     ['a count over the fleet file\'s limit', { count: 5_000_000 }, 'spec.count', 'count must be an integer from 0 to 100000'],
     ['a size over the limits', { size: { cpu: 1000, memoryGiB: 0.1, diskGiB: 10 } }, 'spec.size', 'cpu from 1 to 256'],
-    ['a misspelt size key', { size: { cpu: 1, memoryGib: 2, diskGiB: 10 } }, 'spec.size', 'memoryGib is not a key of size'],
+    ['a misspelt size key', { size: { cpu: 1, memoryGib: 2, diskGiB: 10 } }, 'spec.size', '"memoryGib" is not a key of size'],
     ['hardware that is not a list of names', { hardware: 'general' }, 'spec.hardware', 'hardware must be a list of trait names'],
     ['labels that are not strings', { labels: { env: 1 } }, 'spec.labels', 'labels must map names to strings'],
     ['encryptedDisk that is not a boolean', { encryptedDisk: 'yes' }, 'spec.encryptedDisk', 'encryptedDisk must be true or false'],
-    ['a misspelt placement key', { placement: { stratgy: 'spread' } }, 'spec.placement', 'stratgy is not a key of placement'],
+    ['a misspelt placement key', { placement: { stratgy: 'spread' } }, 'spec.placement', '"stratgy" is not a key of placement'],
   ])('check refuses %s with a failure on its property', async (_name, over, property, reason) => {
     const { host: h } = await host('fleet');
     const r = await h.ok<{ failures: { property: string; reason: string }[] }>('check', {}, fleetInputs({ ...spec, ...over } as typeof spec));

@@ -62,6 +62,11 @@ export function toFleetStack(stack: LoadedStack, pack: LoadedPack, opts: Omit<Lo
       problems.push(diag('apply.serve-config', `Data center ${clip(d.name)} is embedded: a Pulumi program reaches DMZ clients over the network, so pass its URL (urls.${clip(d.name)}).`, d.where));
       continue;
     }
+    const credentials = urlCredentials(d.name, url, tokenEnvOf(d));
+    if (credentials) {
+      problems.push(credentials);
+      continue;
+    }
     dataCenters.push({
       name: d.name,
       url: url.replace(/\/+$/, ''),
@@ -101,6 +106,35 @@ export async function loadFleetStack(stackDir: string, opts: LoadFleetStackOptio
   const errors = r.diagnostics.filter((d) => d.severity === 'error');
   if (errors.length > 0 || !r.stack || !r.pack) throw new FleetError(errors.length > 0 ? errors : [diag('spec.stack-not-found', `${stackDir} did not load.`)]);
   return toFleetStack(r.stack, r.pack, opts);
+}
+
+/**
+ * Why a DMZ client URL cannot go into a Pulumi program's provider: it holds
+ * credentials (`user:password@`, which the DMZ client's transport would send
+ * as basic auth). The Vm and Fleet providers are serialized into the Pulumi
+ * state in clear text, URL and all (the `__provider` input), where no secret
+ * may go. Undefined when it holds none.
+ */
+export function urlCredentials(dataCenter: string, url: string, tokenEnv: string): Diagnostic | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined; // Not a URL: the DMZ client's own check names it at the first call.
+  }
+  if (u.username === '' && u.password === '') return undefined;
+  u.username = '***';
+  u.password = '';
+  return diag(
+    'apply.serve-config',
+    `The DMZ client URL of data center ${clip(dataCenter)} holds credentials (${clip(u.toString())}): a Pulumi program's Vm and Fleet providers are written into the Pulumi state in clear text, URL and all. Give the URL without user:password@; the DMZ client's token goes in the resource's token (a Pulumi secret) or in ${tokenEnv}.`,
+  );
+}
+
+/** Refuses a stack whose DMZ client URLs (of `only`, else all) hold credentials (urlCredentials): the providers built from it are written into the Pulumi state. */
+export function refuseUrlCredentials(stack: FleetStack, only?: string): void {
+  const problems = stack.dataCenters.filter((d) => only === undefined || d.name === only).flatMap((d) => urlCredentials(d.name, d.url, d.tokenEnv) ?? []);
+  if (problems.length > 0) throw new FleetError(problems);
 }
 
 /** The options of the provider of one data center of the stack. */

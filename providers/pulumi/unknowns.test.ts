@@ -42,7 +42,7 @@ describe('Fleet check in a preview', () => {
 
   it('still refuses a known tokens object naming no data center of the stack', async () => {
     const r = await new FleetProvider(stack).check(fleetInputs(), fleetInputs({ tokens: { nowhere: 't' } }));
-    expect(r.failures).toEqual([{ property: 'tokens', reason: expect.stringContaining('tokens names nowhere') }]);
+    expect(r.failures).toEqual([{ property: 'tokens', reason: expect.stringContaining('tokens names "nowhere"') }]);
   });
 });
 
@@ -97,7 +97,7 @@ describe('an owner change of an existing fleet or VM', () => {
     const p = new FleetProvider(stack);
     const olds = fleetInputs();
     const r = await p.check(olds, fleetInputs({ spec: { ...spec, owner: 'team-b' } }));
-    expect(r.failures).toEqual([{ property: 'spec.owner', reason: expect.stringMatching(/owner of fleet web is team-payments in the record.*fleet apply/) }]);
+    expect(r.failures).toEqual([{ property: 'spec.owner', reason: expect.stringMatching(/owner of fleet "web" is "team-payments" in the record.*fleet apply/) }]);
     expect((await p.check(undefined as unknown as FleetInputs, fleetInputs({ spec: { ...spec, owner: 'team-b' } }))).failures).toEqual([]);
     expect((await p.check(olds, fleetInputs({ spec: { ...spec, count: 3 } }))).failures).toEqual([]);
     expect((await p.check(olds, fleetInputs({ spec: { ...spec, owner: UNKNOWN } }))).failures).toEqual([]);
@@ -106,7 +106,7 @@ describe('an owner change of an existing fleet or VM', () => {
   it('Vm check refuses it too', async () => {
     const vm: VmResourceInputs = { stack: 'prod', fleet: 'api', owner: 'team-payments', index: 0, name: 'prod-api-0', image: 'ubuntu-22.04', size, encryptedDisk: false, desiredState: 'Running', specHash: 'h', planId: null };
     const r = await new VmProvider(providerOptions(stack, 'miami')).check(vm, { ...vm, owner: 'team-b' });
-    expect(r.failures).toEqual([{ property: 'owner', reason: expect.stringMatching(/owner of fleet api is team-payments in the record.*fleet apply/) }]);
+    expect(r.failures).toEqual([{ property: 'owner', reason: expect.stringMatching(/owner of fleet "api" is "team-payments" in the record.*fleet apply/) }]);
   });
 });
 

@@ -10,11 +10,12 @@
 // Without a token, the provider reads the data center's token variable
 // (auth.tokenEnv) in the environment of `pulumi up`, as the CLI does.
 import * as pulumi from '@pulumi/pulumi';
+import { visible } from '../../engine/diags/index.ts';
 import { memberName } from '../../engine/plan/index.ts';
 import { specHash } from '../../engine/spec/index.ts';
 import { DmzHttpClient } from '../client.ts';
-import { DataCenterProvider, type DataCenterProviderOptions, type DmzConnection, type VmInputs, type VmOutputs } from '../provider.ts';
-import { programManager, providerOptions, type FleetStack } from './stack.ts';
+import { DataCenterProvider, PULUMI_UNKNOWN, tokenProblem, type DataCenterProviderOptions, type DmzConnection, type VmInputs, type VmOutputs } from '../provider.ts';
+import { programManager, providerOptions, refuseUrlCredentials, type FleetStack } from './stack.ts';
 
 /** A provider call's inputs: the VM, and the token when the program gave one. */
 export type VmResourceInputs = VmInputs & { token?: string };
@@ -56,15 +57,27 @@ function split<T extends { token?: string }>(x: T): [string | undefined, Omit<T,
  */
 export class VmProvider implements pulumi.dynamic.ResourceProvider<VmResourceInputs, VmResourceOutputs> {
   readonly options: DataCenterProviderOptions;
+  /** The logical images the pack's catalog translates for this data center (FleetStack.images); undefined: not checked. */
+  readonly images: string[] | undefined;
 
-  constructor(options: DataCenterProviderOptions) {
+  constructor(options: DataCenterProviderOptions, images?: readonly string[]) {
     this.options = { ...options };
+    this.images = images ? [...images] : undefined;
   }
 
   async check(olds: VmResourceInputs, news: VmResourceInputs): Promise<pulumi.dynamic.CheckResult<VmResourceInputs>> {
     const [token, vm] = split(news);
-    const r = await providerFor(this.options, token).check(split(olds ?? {})[1] as VmInputs, vm);
-    return { inputs: { ...news, ...(r.inputs ?? {}) }, failures: r.failures ?? [] };
+    // Judged here, not by a provider presenting it: a token that cannot be sent would fail the check's caller later.
+    const tokenBad = token !== undefined && token !== PULUMI_UNKNOWN ? tokenProblem(token) : undefined;
+    const r = await providerFor(this.options, tokenBad ? undefined : token).check(split(olds ?? {})[1] as VmInputs, vm);
+    const failures = [...(r.failures ?? [])];
+    if (tokenBad) failures.push({ property: 'token', reason: `token ${tokenBad}` });
+    // As a fleet file's image (spec.image-not-in-catalog): the authority would veto the create.
+    const image = vm.image as unknown;
+    if (this.images && typeof image === 'string' && image !== '' && image !== PULUMI_UNKNOWN && !this.images.includes(image) && !failures.some((f) => f.property === 'image')) {
+      failures.push({ property: 'image', reason: `image ${visible(image)} is not in the pack's catalog for data center ${this.options.dataCenter} (${this.images.join(', ')})` });
+    }
+    return { inputs: { ...news, ...(r.inputs ?? {}) }, failures };
   }
 
   async diff(id: string, olds: VmResourceOutputs, news: VmResourceInputs): Promise<pulumi.dynamic.DiffResult> {
@@ -146,7 +159,10 @@ export class Vm extends pulumi.dynamic.Resource {
   declare readonly version: pulumi.Output<number>;
 
   constructor(name: string, args: VmArgs, opts?: pulumi.CustomResourceOptions) {
-    const provider = new VmProvider(providerOptions(args.stack, args.dataCenter));
+    // Its provider goes into the Pulumi state in clear text: a DMZ client URL with credentials is refused.
+    refuseUrlCredentials(args.stack, args.dataCenter);
+    const images = Object.keys(args.stack.images).filter((i) => Object.hasOwn(args.stack.images[i], args.dataCenter));
+    const provider = new VmProvider(providerOptions(args.stack, args.dataCenter), images);
     const encryptedDisk = args.encryptedDisk ?? false;
     const hash = pulumi
       .all([args.image, args.size, encryptedDisk])

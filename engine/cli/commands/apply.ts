@@ -221,7 +221,8 @@ function shortList(addresses: readonly string[]): string {
  * reason): in text its line breaks are shown as escapes, like its other
  * unseen characters, so it stays on the diagnostic's line and no line of it
  * passes for a line of fleet's own (a diagnostic keeps the line breaks of
- * its detail, indented). JSON events keep it as it came.
+ * its detail, indented). JSON events keep it as the step's diagnostic has it
+ * (a reason or a cloud's message is clipped there already, engine/apply/member.ts).
  */
 export function memberFailures(failed: readonly MemberFailure[], text: boolean): Diagnostic[] {
   return failed.map((f) => {

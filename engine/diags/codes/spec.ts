@@ -15,7 +15,7 @@ export const specCodes = defineCodes({
   },
   'spec.yaml-syntax': {
     summary: 'YAML syntax error',
-    doc: 'The file is not valid YAML (bad indentation, an unclosed quote or bracket, a duplicate key, a tab used for indentation, a byte that is not UTF-8, lists and mappings nested more than 64 deep), or uses YAML that dmzfleet does not read: a tag other than the core schema\'s `!!str`, `!!int`, `!!float`, `!!bool`, `!!null`, `!!seq`, `!!map` (`!custom`, `!!binary`), a directive other than `%YAML 1.2` and `%TAG`, or aliases that expand to more than 1000 values (an alias bomb). Fix the text at the position shown; nothing else in that document is checked.',
+    doc: 'The file is not valid YAML (bad indentation, an unclosed quote or bracket, a key given twice in one mapping (also written two ways that name the same key: `1` and `"1"`, `""` and `~`), a tab used for indentation, a byte that is not UTF-8, lists and mappings nested more than 64 deep), or uses YAML that dmzfleet does not read: a tag other than the core schema\'s `!!str`, `!!int`, `!!float`, `!!bool`, `!!null`, `!!seq`, `!!map` (`!custom`, `!!binary`), a directive other than `%YAML 1.2` and `%TAG`, or aliases that expand to more than 1000 values (an alias bomb). Fix the text at the position shown; nothing else in that document is checked.',
     severity: 'error',
   },
   'spec.empty-file': {

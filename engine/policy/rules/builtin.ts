@@ -194,7 +194,19 @@ export const maxDisruptionRule: Rule = {
       if (!n) perFleet.set(fleet, (n = { running: unchangedServing.get(fleet) ?? 0, atOnce: 0, waves: new Map(), brought: new Map() }));
       return n;
     };
+    // A deposed old VM serves its member only until the member's own VM, which the plan brings back to `state` or
+    // leaves there unchanged, takes over (apply deletes the old one only once that VM is back): its delete hands
+    // the member over, it takes no member out. One whose member the plan deletes or sends elsewhere leaves for good.
+    const stays = new Set<string>();
+    const goes = new Set<string>();
+    for (const c of plan.changes) if (!c.deposed) (c.action !== 'delete' && c.to === state ? stays : goes).add(c.address);
+    const handedOver = (c: (typeof plan.changes)[number]) =>
+      stays.has(c.address) || (!goes.has(c.address) && (unchangedServing.get(c.fleet) ?? 0) > 0);
     for (const c of plan.changes) {
+      if (c.deposed && handedOver(c)) {
+        if (c.from === state) count(c.fleet).running++;
+        continue;
+      }
       if (c.action === 'create' || c.from !== state) {
         if (c.to === state && c.wave !== undefined && c.action !== 'delete') {
           const { brought } = count(c.fleet);
