@@ -169,7 +169,17 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
 
   for (const c of work) {
     if (!opts.providers.has(c.dataCenter)) {
-      throw new FleetError(diag('apply.no-client', `No DMZ client for data center ${c.dataCenter}, where ${c.address} lives; check the stack's dataCenters.`, { address: c.address }));
+      // The locks handed over are this function's to release (the CLI no longer does): kept, they held the fleet for
+      // their lease, and the `fleet state rm` this names was refused (record.lock-held) meanwhile.
+      await opts.lock?.release().catch(() => {});
+      // It named no way out: the data center gone from stack.yaml, nothing but the two below reaches the VM.
+      throw new FleetError(
+        diag(
+          'apply.no-client',
+          `No DMZ client for data center ${c.dataCenter}, where ${c.address} lives: the stack's dataCenters do not list it, so nothing was applied. Add ${c.dataCenter} back to stack.yaml to ${c.action === 'delete' ? 'delete' : 'change'} ${c.address} there, or forget it with \`fleet state rm ${c.address}\` (its VM stays in ${c.dataCenter}, to delete there by hand) and run \`fleet apply\` again.`,
+          { address: c.address },
+        ),
+      );
     }
   }
 

@@ -312,7 +312,7 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
       const byId = new Map(actual.filter((a) => a.status === 'present').map((a) => [a.vmId, a]));
       const mine = vms.filter((v) => v.dataCenter === dc.name);
       const denied = await deniedInCloud(record, lc, mine, byId, skipped);
-      for (const vm of mine) {
+      for (let vm of mine) {
         if (skipped.has(vm.fleet)) {
           // Left alone (an apply holds it); its VM is known, not `unknown`.
           byId.delete(vm.id);
@@ -338,6 +338,22 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
             drift.push({ kind: 'missing', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: null, detail: `${what}; \`fleet refresh\` would record ${to}` });
           }
           continue;
+        }
+        if (vm.cloudId === null && !lc.isTerminal(vm.state)) {
+          // Its data center holds a VM of its VM id whose cloud id the record lacks: that VM is this one (recordCloudId).
+          if (writing()) {
+            vm = await recordCloudId(record, vm, a, { actor: opts.actor, why: 'refresh' });
+            drift.push({ kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded its cloud id ${clip(a.cloudId)}, which the record did not hold` });
+          } else {
+            drift.push({
+              kind: 'edge',
+              dataCenter: dc.name,
+              address: vm.address,
+              recordState: vm.state,
+              actualState: a.observedState,
+              detail: `${dc.name} holds VM ${clip(a.cloudId)} of it, whose cloud id the record does not hold; \`fleet refresh\` would record it`,
+            });
+          }
         }
         if (a.observedState === vm.state) continue;
         if (denied.has(vm.id)) {
@@ -409,6 +425,8 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
       // The record's rows of those VM ids, retired ones too (one read): a VM forgotten by `fleet state rm` is named
       // with the member it was, and the import that takes it back.
       const rows = unknown.length > 0 ? await record.getVms(unknown.map((a) => a.vmId)) : [];
+      // The live VM now at the member each retired one was (made again since), if any.
+      const lives = await Promise.all(rows.map((r) => (r && r.stack === stack.name && r.retiredAt ? record.findVm(stack.name, r.address) : undefined)));
       unknown.forEach((a, i) => {
         drift.push({
           kind: 'unknown',
@@ -416,7 +434,7 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
           address: clip(a.cloudId),
           recordState: null,
           actualState: a.observedState,
-          detail: `${dc.name} runs ${clip(a.name)} (${clip(a.cloudId)}, VM id ${clip(a.vmId)}) that the record does not know${adoptHint(stack.name, a, rows[i])}`,
+          detail: `${dc.name} runs ${clip(a.name)} (${clip(a.cloudId)}, VM id ${clip(a.vmId)}) that the record does not know${adoptHint(stack.name, a, rows[i], lives[i], rows[i] ? session.fleets.find((f) => f.name === rows[i]!.fleet)?.count : undefined)}`,
         });
       });
     }),
@@ -430,7 +448,18 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
  * this stack's record retired (forgotten by `fleet state rm`, or recorded gone and back since) is named with the
  * member it was, whose import takes it back as it was (its record id is the cloud VM's).
  */
-function adoptHint(stack: string, a: ActualVm, row: VmRow | undefined): string {
+function adoptHint(stack: string, a: ActualVm, row: VmRow | undefined, live: VmRow | undefined, count: number | undefined): string {
+  if (row && row.stack === stack && row.retiredAt && !(count !== undefined && row.index < count)) {
+    // No member of the specs now (its fleet's count lowered below it, or the fleet gone from the specs): `fleet
+    // import` refuses it there. Before, the hint named that import.
+    const why = count === undefined ? `fleet ${row.fleet} is not in the specs` : `fleet ${row.fleet} has count ${count}`;
+    return `; it was ${row.address}, ${row.state} when the record retired it at ${row.retiredAt}, which is no member now (${why}), so \`fleet import\` would refuse it: delete it in its data center, or raise the count to take it back with \`fleet import ${row.address} ${clip(a.cloudId)}\` (the next plan then deletes it when the count is lowered again)`;
+  }
+  if (row && row.stack === stack && row.retiredAt && live && live.id !== row.id) {
+    // Its member was made again since (the record retired it as gone, Deleted): `fleet import` of it is refused
+    // (the member is live), and no plan acts on a VM the record does not hold. Before, the hint named that import.
+    return `; it was ${row.address}, ${row.state} when the record retired it at ${row.retiredAt}, and ${row.address} is live again as VM ${live.id}${live.cloudId ? ` (${live.cloudId})` : ''}, so \`fleet import\` would refuse it: delete it in its data center (no fleet command deletes a VM the record does not hold)`;
+  }
   if (row && row.stack === stack && row.retiredAt) {
     return `; it was ${row.address}, ${row.state} when the record retired it at ${row.retiredAt}: \`fleet import ${row.address} ${clip(a.cloudId)}\` adopts it again, or delete it in its data center`;
   }
@@ -441,40 +470,89 @@ function adoptHint(stack: string, a: ActualVm, row: VmRow | undefined): string {
 const GET_EACH_LIMIT = 16;
 
 /**
+ * Records the cloud id of a VM whose record holds none while its data center holds a present VM of its VM id (a
+ * create whose report was lost, a VM recorded missing that its cloud lists again): the record's VM id is the one
+ * createVm was given, so that VM is this one. Without it the authority denied the VM's next boot (`cloud id … does
+ * not match the record's none`) and the plan replaced a healthy VM, or a VM the apply brought to Running kept no
+ * cloud id. Returns the row written.
+ */
+export async function recordCloudId(record: FleetRecord, vm: VmRow, a: ActualVm, ctx: { actor: string; why: string }): Promise<VmRow> {
+  const row = await record.updateVm(vm.id, vm.version, { cloudId: a.cloudId }, { actor: ctx.actor });
+  await record.addHistory(
+    vm.id,
+    { from: vm.state, to: vm.state, outcome: 'drift', actor: ctx.actor, detail: `${ctx.why}: ${vm.dataCenter} holds VM ${clip(a.cloudId)} of it (${clip(a.observedState)}), whose cloud id the record did not hold; recorded` },
+    row.version,
+  );
+  return row;
+}
+
+/**
  * Before fleet apply carries a fresh plan out (under its locks): are the
- * VMs the plan acts on still in their data centers? A VM that is gone (a
- * boot denied and the VM terminated, a VM deleted by hand) is recorded as
- * missingOutcome says, so the plan made again recovers it (delete and
- * create again, or create again) instead of failing at its first cloud call.
- * A data center that does not answer is left out (the apply fails there
- * with its own diagnostic). Returns the VMs recorded.
+ * VMs the plan acts on still in their data centers, as the record holds
+ * them? A VM that is gone (a boot denied and the VM terminated, a VM
+ * deleted by hand) is recorded as missingOutcome says, so the plan made
+ * again recovers it (delete and create again, or create again) instead of
+ * failing at its first cloud call. A VM its data center holds while the
+ * record has no cloud id of it gets its cloud id (recordCloudId). A VM the
+ * record holds in a boot state (PoweredOn, Starting) that its cloud shows
+ * powered off, one edge away (PoweredOn -> PoweredOff), has that edge
+ * recorded (outcome `drift`): the plan's boot from there failed at every
+ * apply (`VM … is powered off; power it on before booting`), and leaving a
+ * boot state never lets a boot through. A data center that does not answer
+ * is left out (the apply fails there with its own diagnostic). Returns what
+ * was recorded: `missing` (apply.vm-missing) and `recorded` (apply.vm-drift).
  */
 export async function checkCloud(session: StackSession, vms: readonly VmRow[], opts: { actor: string }): Promise<DriftEntry[]> {
   const lc = session.pack.lifecycle;
+  const booting = bootStates(lc);
   const out: DriftEntry[] = [];
   const byDc = new Map<string, VmRow[]>();
   for (const vm of vms) {
-    if (vm.cloudId === null || lc.isTerminal(vm.state)) continue;
+    if (lc.isTerminal(vm.state)) continue;
     const list = byDc.get(vm.dataCenter) ?? [];
     list.push(vm);
     byDc.set(vm.dataCenter, list);
   }
+  const why = 'apply found it so';
   await Promise.all(
     [...byDc].map(async ([dc, list]) => {
       const provider = session.providers.get(dc);
       if (!provider) return;
-      let present: (vm: VmRow) => Promise<boolean>;
+      let found: (vm: VmRow) => Promise<ActualVm | undefined>;
       try {
         if (list.length > GET_EACH_LIMIT) {
-          const ids = new Set((await provider.listVms()).filter((a) => a.status === 'present').map((a) => a.vmId));
-          present = async (vm) => ids.has(vm.id);
+          const byId = new Map((await provider.listVms()).filter((a) => a.status === 'present').map((a) => [a.vmId, a]));
+          found = async (vm) => byId.get(vm.id);
         } else {
-          present = async (vm) => (await provider.getVm(vm.id))?.status === 'present';
+          found = async (vm) => {
+            const a = await provider.getVm(vm.id);
+            return a?.status === 'present' ? a : undefined;
+          };
         }
-        for (const vm of list) {
-          if (await present(vm)) continue;
-          const recorded = await recordMissing(session.record, lc, vm, { actor: opts.actor, why: 'apply found it missing' });
-          out.push({ kind: 'missing', dataCenter: dc, address: vm.address, recordState: vm.state, actualState: null, detail: `${dc} has no VM ${vm.cloudId}; recorded ${recorded}` });
+        for (let vm of list) {
+          const a = await found(vm);
+          if (!a) {
+            // Before createVm has run there is nothing in the cloud to find.
+            if (vm.cloudId === null) continue;
+            const recorded = await recordMissing(session.record, lc, vm, { actor: opts.actor, why: 'apply found it missing' });
+            out.push({ kind: 'missing', dataCenter: dc, address: vm.address, recordState: vm.state, actualState: null, detail: `${dc} has no VM ${vm.cloudId}; recorded ${recorded}` });
+            continue;
+          }
+          const notes: string[] = [];
+          if (vm.cloudId === null) {
+            vm = await recordCloudId(session.record, vm, a, { actor: opts.actor, why });
+            notes.push(`${dc} holds VM ${clip(a.cloudId)} of it, whose cloud id the record did not hold: recorded`);
+          } else if (a.cloudId !== vm.cloudId) {
+            continue;
+          }
+          const from = vm.state;
+          if (booting.includes(from) && a.power === 'off' && lc.allows(from, a.observedState) && !booting.includes(a.observedState) && !lc.failure.includes(a.observedState) && !lc.isTerminal(a.observedState)) {
+            await session.record.transitionVm(vm.id, vm.version, a.observedState, { actor: opts.actor, outcome: 'drift', detail: `${why}: ${dc} reports ${a.observedState} (powered off), one edge from ${from}` });
+            notes.push(`${dc} shows it ${a.observedState} (powered off) while the record held ${from}: recorded ${from} -> ${a.observedState}`);
+          }
+          if (notes.length > 0) {
+            out.push({ kind: 'recorded', dataCenter: dc, address: vm.address, recordState: from, actualState: a.observedState, detail: notes.join('; ') });
+          }
         }
       } catch {
         // Unreachable, or the VM moved meanwhile: the apply reports its own failure there.

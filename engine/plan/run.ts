@@ -223,6 +223,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     rows = await markDeniedBoots(record, pack, read.rows);
     unchanged = read.unchanged;
     if (fleetRows.some((f) => !inScope.has(f.fleet))) usage = await record.usage(stack.name, { excludeFleets: scope.fleets, ...outsideByOwner(pack) });
+    reported.push(...goneDataCenters(stack, rows, read.unchanged));
     const problems = memberProblems(options, rows, fleets, stack.name);
     if (problems.length) throw new FleetError(problems);
     if (opts.seal && !stack.authority) identity = await record.stackIdentity(stack.name, { create: true });
@@ -361,4 +362,40 @@ function memberProblems(options: PlanOptions, rows: readonly PlanVmRow[], fleets
     }
   }
   return out;
+}
+
+/**
+ * One warning per data center that live VMs of the record are in but stack.yaml no longer lists (plan.data-center-gone):
+ * no plan can reach them. Before, `fleet plan` said "No changes" of them, and a plan that deleted one stopped `fleet
+ * apply` with "No DMZ client for data center …; check the stack's dataCenters", naming no way out. The rows read are
+ * named by address; members the record summed as unchanged (UnchangedRow) by fleet, with `fleet state list`.
+ */
+function goneDataCenters(stack: { name: string; dataCenters: readonly { name: string }[] }, rows: readonly PlanVmRow[], unchanged: readonly UnchangedRow[]): Diagnostic[] {
+  const listed = new Set(stack.dataCenters.map((d) => d.name));
+  const byDc = new Map<string, { addresses: string[]; summed: number; fleets: Set<string> }>();
+  const of = (dc: string) => {
+    let e = byDc.get(dc);
+    if (!e) byDc.set(dc, (e = { addresses: [], summed: 0, fleets: new Set() }));
+    return e;
+  };
+  for (const r of rows) if (!listed.has(r.dataCenter)) of(r.dataCenter).addresses.push(r.address);
+  for (const u of unchanged) {
+    if (listed.has(u.dataCenter) || u.vms === 0) continue;
+    const e = of(u.dataCenter);
+    e.summed += u.vms;
+    e.fleets.add(u.fleet);
+  }
+  return [...byDc].map(([dc, { addresses, summed, fleets }]) => {
+    const n = addresses.length + summed;
+    const named = addresses.slice(0, 5).join(', ') + (addresses.length > 5 ? `, and ${addresses.length - 5} more` : '');
+    const counted = summed > 0 ? `${summed} of fleet${fleets.size === 1 ? '' : 's'} ${[...fleets].sort().join(', ')}, \`fleet state list\` names them` : '';
+    const which = [named, counted].filter((x) => x !== '').join('; ');
+    const rm = addresses.length > 0 ? `\`fleet state rm ${addresses[0]}\`` : '`fleet state rm ADDRESS`';
+    const them = n === 1 ? 'it' : 'them';
+    return diag(
+      'plan.data-center-gone',
+      `${n} live VM${n === 1 ? '' : 's'} of the record (${which}) live in data center ${quote(dc)}, which stack ${stack.name}'s dataCenters no longer list: no plan can reach ${them}, so ${n === 1 ? 'it is' : 'they are'} left as ${n === 1 ? 'it is' : 'they are'}, and a change to one stops \`fleet apply\` (apply.no-client). Add ${dc} back to stack.yaml to change or delete ${them} there, or forget each with ${rm} (its VM stays in ${dc}, to delete there by hand): the next apply creates a member its spec still wants again in a listed data center.`,
+      addresses.length > 0 ? { address: addresses[0] } : { address: [...fleets].sort()[0] },
+    );
+  });
 }

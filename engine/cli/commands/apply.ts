@@ -557,7 +557,9 @@ async function runApply(
       plan = await makePlan();
       // Every stuck VM has a way out: a VM the plan acts on that its data
       // center no longer holds is recorded as such, and planned again from
-      // there (deleted and created again, or created again).
+      // there (deleted and created again, or created again); one whose cloud
+      // id the record lacks, or that its cloud shows powered off while the
+      // record holds it in a boot state, is recorded so (checkCloud).
       const acted = plan.changes.filter((c) => c.action !== 'noop' && c.action !== 'create' && c.vmId !== undefined).map((c) => c.vmId!);
       if (acted.length > 0) {
         const rows = (await session.record.getVms(acted)).filter((r) => r !== undefined);
@@ -566,7 +568,7 @@ async function runApply(
           reportDiagnostics(
             io,
             mode,
-            gone.map((g) => diag('apply.vm-missing', `${g.detail}; planned again from there.`, { address: g.address })),
+            gone.map((g) => diag(g.kind === 'missing' ? 'apply.vm-missing' : 'apply.vm-drift', `${g.detail}; planned again from there.`, { address: g.address })),
           );
           plan = await makePlan();
         }

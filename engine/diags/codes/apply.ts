@@ -135,6 +135,11 @@ export const applyCodes = defineCodes({
     doc: 'A VM the fresh plan acts on is not in its data center any more (a denied boot terminated it, or it was deleted outside fleet). `fleet apply` recorded it as docs/recovery.md says (a failure state with no cloud VM, or the terminal state) and planned again: the member is deleted along the recovery edges and created again, or created again. Nothing to do; the warning says what happened.',
     severity: 'warning',
   },
+  'apply.vm-drift': {
+    summary: 'VM in its data center otherwise than the record held',
+    doc: 'A VM the fresh plan acts on is in its data center, but not as the record held it: the record had no cloud id of it (a create whose report was lost, a VM recorded missing that its data center lists again), or it held the VM in a boot state (`PoweredOn`, `Starting`) while its cloud shows it powered off. `fleet apply` recorded what the data center holds (its cloud id; the one edge to the powered-off state, outcome `drift`) and planned again from there (docs/recovery.md). Nothing to do; the warning says what happened.',
+    severity: 'warning',
+  },
   'apply.import-refused': {
     summary: 'Import refused',
     doc: '`fleet import ADDRESS CLOUD_ID` adopts a cloud VM into a member of a fleet the specs declare, at an address that is a member (index below count) and not live in the record, in a live state of the pack, in a data center the fleet may use (its placement allow-list, hardware traits and image catalog: members never move; a VM forgotten from that very member is taken back wherever it lives); a VM the record tracks already (live at another address, or made for another stack, or whose cloud id a live VM of that data center holds under another VM id in the stack) is not adopted again, and a VM forgotten from another fleet, or one the record never knew whose cloud tags name another fleet, goes only into that fleet (its cloud name and tags name the member it was; the detail names the import that takes it there); within its own fleet it goes only back to that member (the one `fleet state rm` forgot it from, or the one its tags name), never to another index, and the detail names the import that puts it there (after `fleet state rm` of the VM live there now, or a count raised to reach it). A VM whose tags name no fleet (made before the tag, or not by `fleet apply`; an older sim state file) goes into any member. A running VM whose boot neither its DMZ client (an agent-ready report of its current run) nor the record (an approved last boot of that cloud id since the VM\'s latest start) confirms is recorded in the failure state one edge from the booting state; a pack without one refuses it until it is powered off. The detail says which does not hold; `fleet state rm ADDRESS` forgets a live VM first. A Pulumi `Fleet` or `Vm` resource cannot be imported either (`pulumi import`, the import option): its members, spec and versions are known only from the outputs its create left in the Pulumi state, so its read refuses without them; declare it in the program and let `pulumi up` create it (docs/pulumi.md).',
@@ -152,7 +157,7 @@ export const applyCodes = defineCodes({
   },
   'apply.no-client': {
     summary: 'No DMZ client for data center',
-    doc: 'A change concerns a data center for which the stack gives no DMZ client. Add the data center to the stack, or plan again.',
+    doc: 'A change concerns a data center for which the stack gives no DMZ client (removed from stack.yaml while VMs of the record still live there: `plan.data-center-gone`). Nothing was applied. Add the data center back to the stack to change or delete its VMs there, or forget the VM with `fleet state rm ADDRESS` (its VM stays in that data center, to delete there by hand) and apply again.',
     severity: 'error',
   },
   'apply.confirmation-required': {

@@ -28,6 +28,11 @@ export const planCodes = defineCodes({
     doc: 'The record holds a fleet with live VMs that a program made (a Pulumi `Fleet` or `Vm` of `providers/pulumi`: the record\'s `fleets.managed_by`, shown by `fleet state list`), and no fleet file declares it. `fleet plan` and `fleet apply` leave it alone (planning it would delete the program\'s VMs); it still counts for quotas and capacity. Remove it with the program (`pulumi destroy`, or its resource removed and `pulumi up`).',
     severity: 'warning',
   },
+  'plan.data-center-gone': {
+    summary: 'VMs live in a data center the stack no longer lists',
+    doc: 'The record holds live VMs in a data center that stack.yaml\'s dataCenters no longer lists (removed from the stack, or renamed). No plan can reach them: they are left as they are, and a change the plan makes to one (a delete, a resize) stops `fleet apply` with `apply.no-client` before any member starts. Add the data center back to change or delete them there (a count lowered deletes them), or forget each with `fleet state rm ADDRESS` (its VM stays in that data center, to be deleted there by hand): the next apply creates a member the spec still wants again in a listed data center.',
+    severity: 'warning',
+  },
   'plan.two-managers': {
     summary: 'Fleet declared by a fleet file and managed by a program',
     doc: 'A fleet file declares a fleet whose live VMs a program made (a Pulumi `Fleet` or `Vm`: the record\'s `fleets.managed_by`). One fleet has one manager: fleet apply would take over (and delete or change) the program\'s VMs, and the program would undo it. Nothing was planned. Rename the fleet in the fleet file, or remove it from the program first (`pulumi destroy`) and apply the file then.',

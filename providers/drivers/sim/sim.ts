@@ -279,7 +279,17 @@ export class SimDriver implements Driver {
   async createVm(creds: ScopedCredentials, input: CreateVmInput): Promise<CloudVm> {
     await this.enter('createVm', creds);
     const existing = this.byVmId.get(input.vmId)?.find((v) => v.status === 'present');
-    if (existing) return view(this.dataCenter, existing);
+    if (existing) {
+      // A create carried out again answers the VM it made, powered off, as the aws and azure drivers' createVm does
+      // (they stop an instance their earlier try left running): the edge's state is a VM created and powered off.
+      // Before, a VM of that id booted since (by edges the record no longer holds) was answered running, the record
+      // said PoweredOff of it, and an apply to PoweredOff said it was done.
+      if (existing.power === 'on') {
+        this.endBoot(existing);
+        return this.change(existing, { power: 'off', agent: 'none', agentDetail: null, diskUnlocked: false, bootToken: null, guestBoot: false });
+      }
+      return view(this.dataCenter, existing);
+    }
     this.checkCapacity({ vms: 1, cpu: input.size.cpu, memoryGiB: input.size.memoryGiB });
     const now = new Date().toISOString();
     const vm: SimVm = {
