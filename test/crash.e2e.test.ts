@@ -315,8 +315,18 @@ describe('a re-run given --lock-timeout (embedded)', () => {
     try {
       await stack.spec('web', fleetYaml('web', { count: COUNT }));
       const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '60000' };
+      // The first apply's boots never answer, so it still runs, its locks held, when it is killed after step 2. Without
+      // it a loaded machine let the apply (3 VMs, 2 ms calls) end on its own before this process read its step 2 and
+      // killed it: no lock was left to break, and the re-run's lock-broken never came.
+      const file = join(stack.dir, 'stack.yaml');
+      const plain = await readFile(file, 'utf8');
+      const sim = `sim: { latencyMs: 2, bootMs: ${BOOT_MS} }`;
+      expect(plain).toContain(sim);
+      await writeFile(file, plain.replaceAll(sim, `sim: { latencyMs: 2, bootMs: ${BOOT_MS}, hangCalls: [boot, awaitReady] }`));
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', stack.dir], env, { killAfterDone: 2 });
       expect(first.killed, `the apply ended before step 2: ${first.stderr}`).toBe(true);
+      expect(first.code, 'the apply ended on its own, not by the kill').toBeNull();
+      await writeFile(file, plain);
       // The lease (30 s) outlives the kill; a re-run that waited for the lock before looking for a dead holder took it only once the lease ran out, without a lock-broken event.
       const again = await fleet(['apply', '--yes', '--format', 'json', '--lock-timeout', '300', '--stack', stack.dir], env);
       expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
