@@ -107,3 +107,23 @@ export function plainTexts(v: unknown, secret: string[] = []): string[] {
   visit(v, false);
   return out;
 }
+
+/** The secrets the components' tests give a DMZ host (TLS certificate and key, its tokens). */
+export const HOST_SECRETS = ['pem-cert-value', 'pem-key-value', 'client-token-value', 'authority-token-value'];
+
+/**
+ * Where each of `secrets` stands in what a Pulumi state keeps of `resources`
+ * (every input, base64 custom data decoded) and of the host's outputs: the
+ * clear texts holding it (none expected), whether a value marked secret holds
+ * it (expected), and whether the outputs do (not expected).
+ */
+export async function secretsFound(
+  resources: readonly DeclaredResource[],
+  host: object,
+  secrets: readonly string[] = HOST_SECRETS,
+): Promise<{ secret: string; plain: string[]; inSecret: boolean; inOutputs: boolean }[]> {
+  const secret: string[] = [];
+  const plain = resources.flatMap((r) => plainTexts(r.inputs, secret));
+  const outputs = JSON.stringify(await valueOf(pulumi.all(Object.values(host).filter((v) => pulumi.Output.isInstance(v)) as pulumi.Output<unknown>[])));
+  return secrets.map((s) => ({ secret: s, plain: plain.filter((t) => t.includes(s)), inSecret: secret.some((t) => t.includes(s)), inOutputs: outputs.includes(s) }));
+}
