@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as validators from '../specs/validators/routes.js';
 import { WIRE_ERRORS } from '../protocol/errors.ts';
-import { BOOT_BODY_LIMIT, RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol/index.ts';
+import { ADVANCE_NEXT_MAX, BATCH_EDGES_MAX, BOOT_BODY_LIMIT, RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol/index.ts';
 import { nulAt } from '../protocol/http.ts';
 import { createRequest, newVm, startTestWorld, type TestWorld } from '../providers/testing.ts';
 import { rng } from './helpers/fuzz.ts';
@@ -203,7 +203,8 @@ describe('generated bad bodies on every route of both services', () => {
 
   // Bounds of the wire contract past the schemas' own (docs/protocol.md): each refused with the diagnostic naming it,
   // nothing done. The open boot routes read at most BOOT_BODY_LIMIT (they took 1 MiB, parsed and validated, from any
-  // address of the DMZ network); a DMZ client's batch holds at most STEP_BATCH_MAX steps, a run counting its steps.
+  // address of the DMZ network); a DMZ client's batch holds at most STEP_BATCH_MAX steps, a run counting its steps; an
+  // authority's batch at most BATCH_EDGES_MAX edges, an advance counting its report and each next edge.
   const transition = () => ({ op: 'transition', vmId: randomUUID(), body: { idempotencyKey: randomUUID(), planId: 'p', from: 'PoweredOff', to: 'PoweredOn' } });
   it.each([
     { name: 'a boot body over BOOT_BODY_LIMIT', path: '/v1/boot', open: true, body: () => ({ cloudId: 'c', vmId: id, image: 'i', bootToken: 't'.repeat(BOOT_BODY_LIMIT) }), status: 413, code: 'too-large' },
@@ -216,10 +217,22 @@ describe('generated bad bodies on every route of both services', () => {
       code: 'bad-request',
       message: `body/steps holds ${STEP_BATCH_MAX + RUN_STEPS_MAX} steps, a run counting its steps; a batch holds at most ${STEP_BATCH_MAX}`,
     },
-  ])('$name: $status $code', async ({ path, open, body, status, code, message }) => {
+    {
+      name: "an authority's batch of advances naming more than BATCH_EDGES_MAX edges",
+      authority: true,
+      path: '/v1/batch',
+      body: () => ({
+        calls: Array.from({ length: Math.floor(BATCH_EDGES_MAX / (ADVANCE_NEXT_MAX + 1)) + 1 }, () => ({ call: 'advance', body: { report: report(), next: Array.from({ length: ADVANCE_NEXT_MAX }, edge) } })),
+      }),
+      status: 400,
+      code: 'bad-request',
+      message: `body/calls holds ${(Math.floor(BATCH_EDGES_MAX / (ADVANCE_NEXT_MAX + 1)) + 1) * (ADVANCE_NEXT_MAX + 1)} edges, an advance counting its report or create and each next edge; a batch holds at most ${BATCH_EDGES_MAX}`,
+    },
+  ])('$name: $status $code', async ({ path, open, authority, body, status, code, message }) => {
     const before = await state();
     const dc = world.dc('miami');
-    const res = await fetch(`${dc.dmz.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(open ? {} : { authorization: `Bearer ${dc.clientToken}` }) }, body: JSON.stringify(body()) });
+    const [url, token] = authority ? [world.authority.url, dc.authorityToken] : [dc.dmz.url, dc.clientToken];
+    const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(open ? {} : { authorization: `Bearer ${token}` }) }, body: JSON.stringify(body()) });
     const { error } = (await res.json()) as { error: { code: string; message: string } };
     expect([res.status, error.code]).toEqual([status, code]);
     if (message) expect(error.message).toContain(message);

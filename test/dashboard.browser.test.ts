@@ -194,7 +194,7 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
     await page.click('button[type=submit]');
     await page.waitForURL(/\/ui$/);
     const [cookie] = await context.cookies();
-    expect(cookie).toMatchObject({ name: 'fleet_ui', httpOnly: true, sameSite: 'Strict', path: '/ui' });
+    expect(cookie).toMatchObject({ name: `fleet_ui_${new URL(ui.url).port}`, httpOnly: true, sameSite: 'Strict', path: '/ui' });
     await look('overview');
   });
 

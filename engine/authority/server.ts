@@ -8,8 +8,10 @@ import {
   authorityErrors,
   authorizeBodySchema,
   authorizeResponseSchema,
+  BATCH_EDGES_MAX,
   batchAnswerResponse,
   batchBodySchema,
+  batchEdges,
   bootAuthorizeBodySchema,
   bootAuthorizeResponseSchema,
   createService,
@@ -438,12 +440,21 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
         response: { 200: batchAnswerResponse, ...errors },
       }),
     },
-    (req, reply) =>
-      streamAnswers(
+    (req, reply) => {
+      // The schema bounds the calls and each advance's edges; their sum, here (an advance of 20 next edges counts 21).
+      const n = batchEdges(req.body.calls);
+      if (n > BATCH_EDGES_MAX) {
+        throw new WireError(
+          'bad-request',
+          `body/calls holds ${n} edges, an advance counting its report or create and each next edge; a batch holds at most ${BATCH_EDGES_MAX}: send the rest in another batch (nothing was decided)`,
+        );
+      }
+      return streamAnswers(
         reply,
         req.body.calls.map((c) => () => one(req.log, req.caller, c)),
         (err) => req.log.error({ err }, 'batch call failed'),
-      ),
+      );
+    },
   );
   if (ui) {
     registerUi(app, {

@@ -38,7 +38,7 @@ describe('the dashboard on the authority', () => {
       const login = await fetch(`${authority.url}/ui/login`, form(token));
       expect(login.status).toBe(303);
       const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0];
-      expect(cookie).toMatch(/^fleet_ui=/);
+      expect(cookie).toMatch(new RegExp(`^fleet_ui_${new URL(authority.url).port}=`));
       const page = await fetch(`${authority.url}/ui/fleets/web`, { headers: { cookie } });
       expect(page.status).toBe(200);
       expect(await page.text()).toContain('data-address="web/0"');
@@ -88,7 +88,9 @@ describe('the dashboard on the authority', () => {
     const rotated = await startAuthority({ record, pack: await defaultPack(), stackName: 'ui', dataCenters: [], secret: 'the-authority-secret', ui: { adminToken: 'tok-admin', readToken: 'tok-read-2' } });
     const adminOnly = await startAuthority({ record, pack: await defaultPack(), stackName: 'ui', dataCenters: [], secret: 'the-authority-secret', ui: { adminToken: 'tok-admin' } });
     try {
-      const status = async (url: string, cookie: string) => (await fetch(`${url}/ui`, { headers: { cookie }, redirect: 'manual' })).status;
+      // The same session at another replica (here, another port: the cookie is named for the port the browser sees).
+      const status = async (url: string, cookie: string) =>
+        (await fetch(`${url}/ui`, { headers: { cookie: cookie.replace(/^fleet_ui_\d+=/, `fleet_ui_${new URL(url).port}=`) }, redirect: 'manual' })).status;
       expect(await status(rotated.url, read)).toBe(303);
       expect(await status(adminOnly.url, read)).toBe(303);
       expect(await status(rotated.url, admin)).toBe(200);

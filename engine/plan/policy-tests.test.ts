@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PlanDocument } from '../model/index.ts';
 import { DEFAULT_PACK_DIR, change, plan as emptyPlan, scratch } from '../policy/testdata/fixtures.ts';
+import { quote } from '../diags/index.ts';
 import { diffRows, runPolicyTests, type PlanFn } from './policy-tests.ts';
 
 const FLEET = `
@@ -81,10 +82,29 @@ describe('runPolicyTests', () => {
     expect(planned).toBe(0);
     const got = Object.fromEntries(results.map((r) => [r.name, [r.passed, r.diagnostics.map((d) => `${d.code}@${d.line}:${d.col} ${d.detail}`)]]));
     expect(got).toEqual({
-      state: [false, [expect.stringMatching(/^policy\.test-case@9:42 record\[0\]\.state Runing is not a state of pack default's lifecycle/)]],
-      dc: [false, [expect.stringMatching(/^policy\.test-case@9:23 record\[0\]\.dataCenter miama is not a data center of the case's stack \(miami\)/)]],
-      twice: [false, [expect.stringMatching(/^policy\.test-case@10:7 record\[1\]\.address web\/0 is also record\[0\]'s/)]],
+      state: [false, [expect.stringMatching(/^policy\.test-case@9:42 record\[0\]\.state "Runing" is not a state of pack default's lifecycle/)]],
+      dc: [false, [expect.stringMatching(/^policy\.test-case@9:23 record\[0\]\.dataCenter "miama" is not a data center of the case's stack \(miami\)/)]],
+      twice: [false, [expect.stringMatching(/^policy\.test-case@10:7 record\[1\]\.address "web\/0" is also record\[0\]'s/)]],
     });
+  });
+
+  // A row's state or data center is the case's text, which a message put in raw: a newline in it forged a line of
+  // the output (a diagnostic of its own), and a 100 KB one was printed whole up to the detail's bound. Quoted now.
+  const forged = 'Runing\nerror[policy.forged]: all cases passed';
+  const long = 'x'.repeat(100_000);
+  it.each([
+    { field: 'state', value: forged, row: (v: string) => `{ address: web/0, dataCenter: miami, state: ${JSON.stringify(v)} }`, says: "is not a state of pack default's lifecycle" },
+    { field: 'state', value: long, row: (v: string) => `{ address: web/0, dataCenter: miami, state: ${JSON.stringify(v)} }`, says: "is not a state of pack default's lifecycle" },
+    { field: 'dataCenter', value: forged, row: (v: string) => `{ address: web/0, dataCenter: ${JSON.stringify(v)}, state: Running }`, says: "is not a data center of the case's stack (miami)." },
+    { field: 'dataCenter', value: long, row: (v: string) => `{ address: web/0, dataCenter: ${JSON.stringify(v)}, state: Running }`, says: "is not a data center of the case's stack (miami)." },
+  ])("quotes a record row's $field of $value.length characters in its message", async ({ field, value, row, says }) => {
+    const dir = await packWithCases({ c: `stack:\n  dataCenters: [{ name: miami }]\nspecs:${FLEET}record:\n  - ${row(value)}\nexpect: {}\n` });
+    const { results } = await runPolicyTests(dir, { plan: () => emptyPlan([]) as PlanDocument });
+    const details = results[0].diagnostics.map((d) => d.detail);
+    expect(details).toHaveLength(1);
+    expect(details[0].startsWith(`record[0].${field} ${quote(value)} ${says}`), details[0].slice(0, 300)).toBe(true);
+    expect(details[0]).not.toContain('\n');
+    expect(details[0].length).toBeLessThan(1000);
   });
 
   // `fleet plan` refuses a --target, --exclude or --allow-destroy naming no
@@ -99,8 +119,8 @@ describe('runPolicyTests', () => {
     expect(planned).toBe(0);
     expect(results[0].passed).toBe(false);
     expect(results[0].diagnostics.map((d) => `${d.code}@${d.line}:${d.col} ${d.detail}`)).toEqual([
-      "policy.test-case@10:29 options.targets[1] names no fleet of the case's specs or record (db, web): wbe.",
-      "policy.test-case@10:66 options.allowDestroy[0] names no fleet of the case's specs or record (db, web): dd.",
+      "policy.test-case@10:29 options.targets[1] names no fleet of the case's specs or record (db, web): \"wbe\".",
+      "policy.test-case@10:66 options.allowDestroy[0] names no fleet of the case's specs or record (db, web): \"dd\".",
     ]);
   });
 

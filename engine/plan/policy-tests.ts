@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, stringify } from 'yaml';
-import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, specialFileKind, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
+import { clip, decodeUtf8, diag, fsReason, quote, hasErrors, sortDiagnostics, specialFileKind, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
 import { parseVmAddress, type PlanDocument } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadResult } from '../spec/types.ts';
@@ -220,10 +220,10 @@ function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (strin
   const owners = new Map<string, { owner: string; row: number }>();
   (c.record ?? []).forEach((r, i) => {
     if (!states.includes(r.state)) {
-      out.push(diag('policy.test-case', `record[${i}].state ${r.state} is not a state of pack ${loaded.pack!.name}'s lifecycle (${states.join(', ')}).`, where(['record', i, 'state'])));
+      out.push(diag('policy.test-case', `record[${i}].state ${quote(r.state)} is not a state of pack ${loaded.pack!.name}'s lifecycle (${states.join(', ')}).`, where(['record', i, 'state'])));
     }
     if (!dcs.includes(r.dataCenter)) {
-      out.push(diag('policy.test-case', `record[${i}].dataCenter ${r.dataCenter} is not a data center of the case's stack (${dcs.join(', ')}).`, where(['record', i, 'dataCenter'])));
+      out.push(diag('policy.test-case', `record[${i}].dataCenter ${quote(r.dataCenter)} is not a data center of the case's stack (${dcs.join(', ')}).`, where(['record', i, 'dataCenter'])));
     }
     // A fleet's owner that does not show is refused (its fleet file, the authority): a row holding one tested a record no fleet can make, read as another owner's.
     const unreadable = r.owner === undefined ? undefined : unseenRefusal(`record[${i}].owner`, r.owner, "a fleet's owner so written is refused (it is matched exactly, and would read in a plan or review as another), so the case would test a record no fleet can make");
@@ -233,14 +233,14 @@ function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (strin
       out.push(
         diag(
           'policy.test-case',
-          `record[${i}].owner ${r.owner} is not record[${owner.row}]'s owner of fleet ${parseVmAddress(r.address)!.fleet} (${owner.owner}): the record holds one owner per fleet.`,
+          `record[${i}].owner ${quote(r.owner!)} is not record[${owner.row}]'s owner of fleet ${clip(parseVmAddress(r.address)!.fleet)} (${quote(owner.owner)}): the record holds one owner per fleet.`,
           where(['record', i, 'owner']),
         ),
       );
     } else if (r.owner !== undefined && !owner && !unreadable) owners.set(parseVmAddress(r.address)!.fleet, { owner: r.owner, row: i });
     const prev = first.get(r.address);
     if (prev !== undefined) {
-      out.push(diag('policy.test-case', `record[${i}].address ${r.address} is also record[${prev}]'s: the record holds one live VM per address.`, where(['record', i, 'address'])));
+      out.push(diag('policy.test-case', `record[${i}].address ${quote(r.address)} is also record[${prev}]'s: the record holds one live VM per address.`, where(['record', i, 'address'])));
     } else first.set(r.address, i);
   });
   // As `fleet plan` refuses (plan.unknown-fleet): a case targeting a misspelt fleet planned nothing and passed.
@@ -249,7 +249,7 @@ function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (strin
     (c.options?.[key] ?? []).forEach((name, i) => {
       const fleet = key === 'targets' ? targetFleet(name) : name;
       if (!fleets.includes(fleet)) {
-        out.push(diag('policy.test-case', `options.${key}[${i}] names no fleet of the case's specs or record (${fleets.join(', ') || 'none'}): ${name}.`, where(['options', key, i])));
+        out.push(diag('policy.test-case', `options.${key}[${i}] names no fleet of the case's specs or record (${fleets.map((f) => clip(f)).join(', ') || 'none'}): ${quote(name)}.`, where(['options', key, i])));
       }
     });
   }

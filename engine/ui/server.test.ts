@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
-import { registerUi, uiFrameworkErrors } from './server.ts';
+import { registerUi, sessionCookieName, uiFrameworkErrors } from './server.ts';
 import type { UiSource } from './source.ts';
 import { overviewOf, type UiJournal, type UiVm } from './pages.ts';
 import { seededRandom } from '../model/seeded-random.ts';
@@ -68,7 +68,7 @@ describe('dashboard access', () => {
     const ok = await app.inject({ method: 'POST', url: '/ui/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=read-token' });
     expect(ok.statusCode).toBe(303);
     const cookie = String(ok.headers['set-cookie']);
-    expect(cookie).toMatch(/^fleet_ui=\d+\.read\.[\w-]+; Path=\/ui; HttpOnly; SameSite=Strict; Max-Age=28800$/);
+    expect(cookie).toMatch(/^fleet_ui_80=\d+\.read\.[\w-]+; Path=\/ui; HttpOnly; SameSite=Strict; Max-Age=28800$/);
     // The cookie never holds the token.
     expect(cookie).not.toContain('read-token');
 
@@ -99,7 +99,7 @@ describe('dashboard access', () => {
 
   it('refuses a forged or expired session cookie, and a wrong bearer token', async () => {
     start();
-    for (const cookie of ['fleet_ui=9999999999999.admin.forged', `fleet_ui=1.admin.x`, 'fleet_ui=garbage']) {
+    for (const cookie of ['fleet_ui_80=9999999999999.admin.forged', `fleet_ui_80=1.admin.x`, 'fleet_ui_80=garbage']) {
       expect((await app.inject({ method: 'GET', url: '/ui', headers: { cookie } })).statusCode).toBe(303);
     }
     expect((await app.inject({ method: 'GET', url: '/ui', headers: { authorization: 'Bearer nope' } })).statusCode).toBe(401);
@@ -142,9 +142,44 @@ describe('dashboard access', () => {
     const out = await app.inject({ method: 'POST', url: '/ui/logout', headers: { cookie, 'sec-fetch-site': 'same-origin', 'content-type': 'application/x-www-form-urlencoded' }, payload: '' });
     expect(out.statusCode).toBe(303);
     expect(out.headers.location).toBe('/ui/login');
-    expect(String(out.headers['set-cookie'])).toBe('fleet_ui=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0');
+    expect(String(out.headers['set-cookie'])).toBe('fleet_ui_80=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0');
     // Signing out needs no live session (an expired one may sign out too).
     expect((await app.inject({ method: 'POST', url: '/ui/logout' })).statusCode).toBe(303);
+  });
+
+  // A browser keeps cookies by host, not port: two dashboards on one host (`fleet ui` for two stacks, each with its own
+  // session key) shared the name fleet_ui, so signing in to the second replaced the first one's session.
+  it("two dashboards on one host keep their own sessions: the cookie is named for the Host's port", async () => {
+    const apps = [7402, 7403].map((port) => {
+      const a = Fastify();
+      registerUi(a, { source, authorize: (t) => (t === 'read-token' ? 'read' : undefined) });
+      return { a, host: `127.0.0.1:${port}` };
+    });
+    try {
+      // What the browser holds for 127.0.0.1, every port: one value per cookie name.
+      const jar = new Map<string, string>();
+      const cookies = () => [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+      for (const { a, host } of apps) {
+        const ok = await a.inject({ method: 'POST', url: '/ui/login', headers: { host, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=read-token' });
+        const [pair] = String(ok.headers['set-cookie']).split(';');
+        const [k, v] = pair.split('=');
+        jar.set(k, v);
+      }
+      for (const { a, host } of apps) expect((await a.inject({ method: 'GET', url: '/ui', headers: { host, cookie: cookies() } })).statusCode).toBe(200);
+      expect([...jar.keys()]).toEqual(['fleet_ui_7402', 'fleet_ui_7403']);
+    } finally {
+      await Promise.all(apps.map(({ a }) => a.close()));
+    }
+  });
+
+  it.each([
+    ['127.0.0.1:7402', 'fleet_ui_7402'],
+    ['[::1]:8080', 'fleet_ui_8080'],
+    ['fleet.example', 'fleet_ui'],
+    ['[::1]', 'fleet_ui'],
+    [undefined, 'fleet_ui'],
+  ])('the session cookie for Host %s is %s', (host, name) => {
+    expect(sessionCookieName(host)).toBe(name);
   });
 
   // Found by QA: the sign-in form took any number of wrong tokens at the speed of HTTP, so a short token could be guessed.

@@ -3,7 +3,8 @@
 // the embedded default.
 //
 // Who may look: a person signs in with an admin or read-only token once
-// (POST /ui/login); the answer is a session cookie holding only an expiry,
+// (POST /ui/login); the answer is a session cookie (named for the port the
+// browser sees: sessionCookieName) holding only an expiry,
 // the role and an HMAC of both and of a digest of the role's current token
 // (a rotated token ends its sessions) under a key this process holds, never
 // the token (HttpOnly, SameSite=Strict, Path=/ui, Secure over HTTPS). Scripts
@@ -96,7 +97,17 @@ export function errorLine(err: unknown): string {
   return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s'"<>]+/gi, (u) => redactUrl(u));
 }
 
-const COOKIE = 'fleet_ui';
+/**
+ * The session cookie's name for a request: `fleet_ui_<port>` for the port its Host names (the one the browser
+ * sees, behind a proxy too), `fleet_ui` for a Host without one. Browsers keep cookies by host, not by port (RFC 6265
+ * 8.5): under one name, signing in to a second dashboard on the same host (`fleet ui` for another stack, the
+ * authority's) replaced the first one's session. The name keeps them apart; it does not keep the cookie from other
+ * services on the host (docs/dashboard.md, "Signing in").
+ */
+export function sessionCookieName(host: string | undefined): string {
+  const port = host === undefined ? undefined : /:(\d{1,5})$/.exec(host)?.[1];
+  return port === undefined ? 'fleet_ui' : `fleet_ui_${port}`;
+}
 const CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /** The GET pages' methods, for a 405's Allow (Fastify answers HEAD for every GET route). */
 const PAGE_METHODS = 'GET, HEAD';
@@ -161,9 +172,10 @@ function cursorId(key: Buffer, v: unknown, plan: string, page: number, dir: 'aft
 function cookieOf(req: FastifyRequest): string | undefined {
   const header = req.headers.cookie;
   if (!header) return undefined;
+  const name = sessionCookieName(req.headers.host);
   for (const part of header.split(';')) {
     const [k, ...v] = part.trim().split('=');
-    if (k === COOKIE) return v.join('=');
+    if (k === name) return v.join('=');
   }
   return undefined;
 }
@@ -310,13 +322,13 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         const bound = o.binding ? o.binding(role) : '';
         if (bound === undefined) throw new Error(`bug: the ${role} role signed in but has no session binding`);
         const value = `${expires}.${role}.${sign(key, `${expires}.${role}`, bound)}`;
-        reply.header('set-cookie', `${COOKIE}=${value}; Path=/ui; HttpOnly; SameSite=Strict${o.secure ? '; Secure' : ''}; Max-Age=${Math.floor(sessionMs / 1000)}`);
+        reply.header('set-cookie', `${sessionCookieName(req.headers.host)}=${value}; Path=/ui; HttpOnly; SameSite=Strict${o.secure ? '; Secure' : ''}; Max-Age=${Math.floor(sessionMs / 1000)}`);
         return reply.redirect('/ui', 303);
       });
 
       // Clears the cookie in this browser (a copy of its value stays valid until it expires, or the role's token is rotated).
-      ui.post('/logout', async (_req, reply) => {
-        reply.header('set-cookie', `${COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict${o.secure ? '; Secure' : ''}; Max-Age=0`);
+      ui.post('/logout', async (req, reply) => {
+        reply.header('set-cookie', `${sessionCookieName(req.headers.host)}=; Path=/ui; HttpOnly; SameSite=Strict${o.secure ? '; Secure' : ''}; Max-Age=0`);
         return reply.redirect('/ui/login', 303);
       });
 

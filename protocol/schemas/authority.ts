@@ -232,6 +232,26 @@ export const batchCalls = {
 /** Most calls in one batch (bodies are small; the services' body limit is 1 MiB). */
 export const BATCH_MAX = 200;
 
+/**
+ * Most edges in one batch, counted by batchEdges: the schema bounds the calls (BATCH_MAX) and an advance's edges
+ * (1 + ADVANCE_NEXT_MAX), which would let one batch carry 4,200; the authority refuses a batch whose calls hold more
+ * edges in all (400 `bad-request`, nothing decided or written). 10 edges a call on average: the DMZ client splits
+ * its calls into batches under it (providers/dmz-client/authority-client.ts).
+ */
+export const BATCH_EDGES_MAX = 2000;
+
+/** How many edges a call names: an advance its report or create and each of its next edges; any other call one. */
+export function callEdges(c: { call: string; body: unknown }): number {
+  return c.call === 'advance' ? 1 + ((c.body as { next?: readonly unknown[] }).next?.length ?? 0) : 1;
+}
+
+/** How many edges a batch's calls name (callEdges; at most BATCH_EDGES_MAX a request). */
+export function batchEdges(calls: readonly { call: string; body: unknown }[]): number {
+  let n = 0;
+  for (const c of calls) n += callEdges(c);
+  return n;
+}
+
 export const batchCallSchema = {
   title: 'BatchCall',
   description: 'One call in a batch: the body of the single route it stands for (/v1/authorize, /v1/reports, /v1/advance, /v1/boot/authorize).',

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ProtocolError } from '../../protocol/index.ts';
+import { ADVANCE_NEXT_MAX, BATCH_EDGES_MAX, BATCH_MAX, ProtocolError, batchEdges } from '../../protocol/index.ts';
 import { startAuthority, type RunningService } from '../../engine/authority/server.ts';
 import { openRecord } from '../../engine/record/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
@@ -238,6 +238,20 @@ describe('AuthorityClient.advance: a report or a create and the next authorizati
       { call: 'advance', body: { report: report(1), next: [auth(1)] } },
       { call: 'authorize', body: auth(2) },
     ]);
+  });
+
+  it('advances of long paths made in one tick go in batches of at most BATCH_EDGES_MAX edges, each answered', async () => {
+    const a = await fakeAuthority((batch, _n, res) => lines(res, echo(batch)));
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000);
+    // BATCH_MAX advances of 1 + ADVANCE_NEXT_MAX edges each: one batch of them would name 4,200 edges.
+    const next = Array.from({ length: ADVANCE_NEXT_MAX }, (_, k) => auth(1000 + k));
+    const answers = await Promise.all(Array.from({ length: BATCH_MAX }, (_, i) => client.advance({ report: report(i), next })));
+    expect(answers).toEqual(Array.from({ length: BATCH_MAX }, () => ({ echo: 'advance' })));
+    expect(a.batches.flatMap((b) => b.calls)).toHaveLength(BATCH_MAX);
+    for (const b of a.batches) expect(batchEdges(b.calls)).toBeLessThanOrEqual(BATCH_EDGES_MAX);
+    // Filled up to the bound, not split further: 95, 95 and 10 advances.
+    const per = Math.floor(BATCH_EDGES_MAX / (ADVANCE_NEXT_MAX + 1));
+    expect(a.batches.map((b) => b.calls.length)).toEqual([per, per, BATCH_MAX - 2 * per]);
   });
 
   describe('against a real authority', () => {

@@ -1,6 +1,7 @@
 // The DMZ client's calls to the authority: batched over POST /v1/batch
 // (docs/protocol.md), each call keeping its own answer and its own retries.
 import {
+  BATCH_EDGES_MAX,
   BATCH_MAX,
   ProtocolError,
   WireError,
@@ -17,6 +18,7 @@ import {
   type BootAuthorizeResponse,
   type ReportRequest,
   type ReportResponse,
+  callEdges,
 } from '../../protocol/index.ts';
 import type { ClientTls } from '../../engine/transport/index.ts';
 import { send, sendLines, sendTarget, type SendTarget } from '../http-send.ts';
@@ -105,9 +107,19 @@ function withoutCode(call: BatchCall['call'], body: unknown): unknown {
   return body;
 }
 
+/** How many of the queued calls, from the first, go in the next batch: at most BATCH_MAX calls and BATCH_EDGES_MAX edges. */
+export function batchLength(queue: readonly { edges: number }[]): number {
+  let n = 0;
+  let edges = 0;
+  while (n < queue.length && n < BATCH_MAX && (n === 0 || edges + queue[n].edges <= BATCH_EDGES_MAX)) edges += queue[n++].edges;
+  return n;
+}
+
 interface Queued {
   call: BatchCall['call'];
   body: unknown;
+  /** The edges it names (callEdges): a batch holds at most BATCH_EDGES_MAX. */
+  edges: number;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   /** Sends so far that failed for want of the authority (connection error or 5xx). */
@@ -119,7 +131,7 @@ interface Queued {
 /**
  * Calls to the authority (node:http keep-alive, ../http-send.ts), batched:
  * the calls made in one tick go together in one POST /v1/batch (at most
- * BATCH_MAX), any number of batches on their way, so with many steps in
+ * BATCH_MAX calls naming BATCH_EDGES_MAX edges), any number of batches on their way, so with many steps in
  * flight a step costs a fraction of an HTTP exchange instead of two. The
  * authority streams each call's answer back as soon as it is done, so a call
  * never waits for a slower one in its batch. Each call keeps its own outcome:
@@ -258,7 +270,7 @@ export class AuthorityClient {
 
   private call(call: BatchCall['call'], body: unknown, lazy = false): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ call, body: Date.now() >= this.codesOffUntil ? body : withoutCode(call, body), resolve, reject, failures: 0, last: '' });
+      this.queue.push({ call, body: Date.now() >= this.codesOffUntil ? body : withoutCode(call, body), edges: callEdges({ call, body }), resolve, reject, failures: 0, last: '' });
       this.schedule(lazy);
     });
   }
@@ -276,7 +288,7 @@ export class AuthorityClient {
       this.scheduled = false;
       clearTimeout(this.lingering);
       this.lingering = undefined;
-      while (this.queue.length > 0) void this.send(this.queue.splice(0, BATCH_MAX));
+      while (this.queue.length > 0) void this.send(this.queue.splice(0, batchLength(this.queue)));
     });
   }
 
