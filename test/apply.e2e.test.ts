@@ -8,6 +8,7 @@ import { openSession } from '../engine/apply/index.ts';
 import type { PlanDocument } from '../engine/plan/index.ts';
 import { runCli } from './helpers/cli.ts';
 import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
+import { readWorld } from './helpers/world.ts';
 import { createTestDatabase, pgCutProxy, testPostgresUrl } from '../engine/record/testing.ts';
 
 interface World {
@@ -18,15 +19,8 @@ interface World {
 
 /** The record's live VMs and every data center's present VMs. */
 async function world(dir: string): Promise<World> {
-  const s = await openSession(dir, { cwd: REPO, env: process.env });
-  try {
-    const vms = await s.record.listVms(s.stack.name);
-    const cloud = [];
-    for (const [, p] of s.providers) cloud.push(...(await p.listVms()).filter((v) => v.status === 'present'));
-    return { vms, cloud };
-  } finally {
-    await s.close();
-  }
+  const { vms, cloud } = await readWorld(dir);
+  return { vms, cloud: cloud.filter((v) => v.status === 'present') };
 }
 
 /** Every record VM exists exactly once in its data center, in the state the record holds, and nothing else runs. */

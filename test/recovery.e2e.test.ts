@@ -20,7 +20,6 @@ import { spawn } from 'node:child_process';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSession } from '../engine/apply/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import { testPostgresUrl } from '../engine/record/testing.ts';
 import { createSimDriver } from '../providers/drivers/sim/index.ts';
@@ -30,6 +29,7 @@ import { runCli } from './helpers/cli.ts';
 import { deployedStack, type Deployed } from './helpers/deployed.ts';
 import { schemaErrors } from './helpers/schemas.ts';
 import { REPO, fleetYaml, tempStack, useTempStack } from './helpers/stack.ts';
+import { readWorld } from './helpers/world.ts';
 
 interface World {
   vms: { address: string; state: string; dataCenter: string; id: string; cloudId: string | null }[];
@@ -37,17 +37,7 @@ interface World {
   cloud: ActualVm[];
 }
 
-async function world(dir: string, env: NodeJS.ProcessEnv = process.env): Promise<World> {
-  const s = await openSession(dir, { cwd: REPO, env });
-  try {
-    const vms = await s.record.listVms(s.stack.name);
-    const cloud: ActualVm[] = [];
-    for (const [, p] of s.providers) cloud.push(...(await p.listVms()));
-    return { vms, cloud };
-  } finally {
-    await s.close();
-  }
-}
+const world = (dir: string, env: NodeJS.ProcessEnv = process.env): Promise<World> => readWorld(dir, env);
 
 /** Every record VM is present exactly once in its data center, in the record's state, and nothing else is present. */
 function expectConverged(w: World): void {

@@ -14,9 +14,9 @@ import { openRecord } from '../engine/record/index.ts';
 import { createSimDriver } from '../providers/drivers/sim/index.ts';
 import { signedCredentials, testCredentialKey } from '../providers/drivers/sim/testing.ts';
 import type { ActualVm } from '../protocol/index.ts';
-import { openSession } from '../engine/apply/index.ts';
 import { runCli, type CliRun } from './helpers/cli.ts';
 import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
+import { readWorld } from './helpers/world.ts';
 
 /** What the VM's data center holds when the record says the member is in a state. */
 type Condition = 'running' | 'stopped' | 'gone' | 'no-cloud-id' | 'in-flight';
@@ -33,17 +33,7 @@ interface World {
   cloud: ActualVm[];
 }
 
-async function world(dir: string): Promise<World> {
-  const s = await openSession(dir, { cwd: REPO, env: process.env });
-  try {
-    const vms = await s.record.listVms(s.stack.name);
-    const cloud: ActualVm[] = [];
-    for (const [, p] of s.providers) cloud.push(...(await p.listVms()));
-    return { vms, cloud };
-  } finally {
-    await s.close();
-  }
-}
+const world = (dir: string): Promise<World> => readWorld(dir);
 
 /** Why fleet `c.fleet` does not hold its spec (`want`: a state, or `gone`), or undefined when it does. */
 function notConverged(w: World, fleet: string, want: string, seeded: ReadonlySet<string>): string | undefined {
