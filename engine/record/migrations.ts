@@ -498,6 +498,10 @@ export async function migrate(
   const at = await db.query<{ app: string; schema_version: number }>('SELECT app, schema_version FROM meta WHERE id = 1').catch(() => []);
   if (at.length === 1 && at[0].app === APP && Number(at[0].schema_version) === target) return { from: target, to: target };
   return db.transaction(async (q) => {
+    // Read committed whatever the database's default_transaction_isolation: under repeatable read or serializable the
+    // snapshot is taken by the lock's statement, before it waits, so a second upgrader let in after the first one's
+    // commit read the old version and ran every migration again ("relation … already exists", a raw error).
+    await q.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
     await q.query('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK_KEY]);
     const from = await currentVersion(q, where);
     // A command that only reads or edits a record (state, history, unlock, refresh) makes none: in an empty
