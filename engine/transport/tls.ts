@@ -15,7 +15,7 @@
 //   node:https; it is never logged, never put in a diagnostic, never written.
 // - Plain HTTP is refused off loopback unless the caller says --insecure.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { type Diagnostic, clip, clipPath, diag, fsReason, quote } from '../diags/index.ts';
 
@@ -106,6 +106,35 @@ function checkValidity(setting: string, path: string, cert: X509Certificate, now
   }
 }
 
+/**
+ * Pushes tls.key-exposed for a private key file others may read: as
+ * PostgreSQL does with its server key, one owned by this user must be 0600 or
+ * less, one owned by root 0640 or less (a group such as ssl-cert); anything
+ * more lets other users of the machine read the key (a Kubernetes secret
+ * mounted with its default mode, 0644, included: give it defaultMode 0400).
+ * Not on Windows, whose files have no such mode.
+ */
+function checkKeyMode(setting: string, path: string, out: Diagnostic[], where: string | undefined): void {
+  if (process.platform === 'win32') return;
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return; // It was just read: a file gone since is the next reader's to report.
+  }
+  const open = st.uid === 0 ? st.mode & 0o037 : st.mode & 0o077;
+  if (open === 0) return;
+  const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+  const who = st.mode & 0o007 ? 'every user of this machine' : 'its group';
+  out.push(
+    diag(
+      'tls.key-exposed',
+      `${setting}: the private key ${clipPath(path)} has mode ${mode}, so ${who} may read it; make it readable by its owner only (\`chmod 600 ${clipPath(path)}\`${st.uid === 0 ? '; a key owned by root may be 0640' : ''}).`,
+      where ? { file: where } : {},
+    ),
+  );
+}
+
 /** A certificate and its key: both read, parsed, matched and in date. */
 function loadPair(
   names: { cert: string; key: string },
@@ -118,6 +147,7 @@ function loadPair(
   const certPem = readSetting(names.cert, certPath, o.read, out, where);
   const keyPem = readSetting(names.key, keyPath, o.read, out, where);
   if (certPem === undefined || keyPem === undefined) return undefined;
+  if (o.read === readUtf8) checkKeyMode(names.key, keyPath, out, where);
   const chain = parseCerts(names.cert, certPath, certPem, out, where);
   let key;
   try {
