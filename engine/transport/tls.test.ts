@@ -109,6 +109,31 @@ describe.skipIf(process.platform === 'win32')('a private key file readable by ot
   });
 });
 
+// A CA bundle out of date: every certificate it should verify would be refused at the handshake, naming no file.
+describe('a CA bundle none of whose certificates is in date', () => {
+  const oldCa = new TestCa('old CA', EXPIRED);
+  const nextCa = new TestCa('next CA', NOT_YET);
+  const b = writePemFiles({ 'old-ca.pem': oldCa.cert, 'next-ca.pem': nextCa.cert, 'both.pem': oldCa.cert + nextCa.cert, 'rotating.pem': oldCa.cert + ca.cert });
+  it.each<[string, string, string, RegExp]>([
+    ['expired', 'old-ca.pem', 'tls.certificate-expired', /^authority\.caFile: the CA certificate in .*old-ca\.pem is out of date \(the latest expired on .*\), so every certificate it should verify is refused; give the current CA bundle$/],
+    ['not valid yet', 'next-ca.pem', 'tls.not-yet-valid', /^authority\.caFile: the CA certificate in .*next-ca\.pem is valid only from /],
+    ['one expired, one not yet', 'both.pem', 'tls.certificate-expired', /each of the 2 CA certificates in .*both\.pem is out of date/],
+  ])('%s: refused as a caller\'s CA and as a service\'s client CA', (_name, file, code, detail) => {
+    const asCaller = loadClientTls({ ca: b[file] }, { ca: 'authority.caFile', cert: 'authority.certFile', key: 'authority.keyFile' }, {}, 'stack.yaml');
+    expect(asCaller.tls).toBeUndefined();
+    expect(asCaller.diagnostics.map((d) => [d.code, d.file])).toEqual([[code, 'stack.yaml']]);
+    expect(asCaller.diagnostics[0].detail).toMatch(detail);
+    const served = loadServerTls({ cert: p['server.pem'], key: p['server.key'], clientCa: b[file] }, names);
+    expect(served.tls).toBeUndefined();
+    expect(served.diagnostics.map((d) => d.code)).toEqual([code]);
+    expect(served.diagnostics[0].detail).toMatch(/^--client-ca: /);
+  });
+
+  it('one CA in date beside an old one (a rotation) is taken whole', () => {
+    expect(loadClientTls({ ca: b['rotating.pem'] }, { ca: 'c', cert: 'x', key: 'y' }).tls).toEqual({ ca: oldCa.cert + ca.cert });
+  });
+});
+
 describe('loadClientTls', () => {
   const cnames = { ca: 'auth.clientCert.ca', cert: 'auth.clientCert.cert', key: 'auth.clientCert.key' };
   it('CA only, CA and client certificate, or nothing', () => {

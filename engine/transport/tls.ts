@@ -135,6 +135,30 @@ function checkKeyMode(setting: string, path: string, out: Diagnostic[], where: s
   );
 }
 
+/**
+ * Reads and parses a CA bundle; pushes tls.certificate-expired / tls.not-yet-valid when none of its certificates
+ * is in date (every peer it verifies would be refused, with an error naming no file). A bundle holding an old CA
+ * beside its successor (a rotation) is fine.
+ */
+function loadBundle(setting: string, path: string, o: Required<LoadOptions>, out: Diagnostic[], where: string | undefined): string | undefined {
+  const pem = readSetting(setting, path, o.read, out, where);
+  if (pem === undefined) return undefined;
+  const certs = parseCerts(setting, path, pem, out, where);
+  if (!certs) return undefined;
+  const inDate = certs.filter((c) => Date.parse(c.validFrom) <= o.now && o.now < Date.parse(c.validTo));
+  if (inDate.length > 0) return pem;
+  const loc = where ? { file: where } : {};
+  const one = certs.length === 1 ? 'the CA certificate' : `each of the ${certs.length} CA certificates`;
+  if (certs.some((c) => Date.parse(c.validTo) <= o.now)) {
+    const last = certs.reduce((a, b) => (Date.parse(b.validTo) > Date.parse(a.validTo) ? b : a));
+    out.push(diag('tls.certificate-expired', `${setting}: ${one} in ${clipPath(path)} is out of date (the latest expired on ${last.validTo}), so every certificate it should verify is refused; give the current CA bundle`, loc));
+  } else {
+    const first = certs.reduce((a, b) => (Date.parse(b.validFrom) < Date.parse(a.validFrom) ? b : a));
+    out.push(diag('tls.not-yet-valid', `${setting}: ${one} in ${clipPath(path)} is valid only from ${first.validFrom} (check this machine's clock)`, loc));
+  }
+  return undefined;
+}
+
 /** A certificate and its key: both read, parsed, matched and in date. */
 function loadPair(
   names: { cert: string; key: string },
@@ -192,10 +216,7 @@ export function loadServerTls(files: ServerTlsFiles, names: SettingNames<ServerT
   }
   const pair = loadPair(names, files.cert, files.key, o, out, where);
   let ca: string | undefined;
-  if (files.clientCa) {
-    ca = readSetting(names.clientCa, files.clientCa, o.read, out, where);
-    if (ca !== undefined && !parseCerts(names.clientCa, files.clientCa, ca, out, where)) ca = undefined;
-  }
+  if (files.clientCa) ca = loadBundle(names.clientCa, files.clientCa, o, out, where);
   if (!pair || out.length > 0) return { diagnostics: out };
   const tls: ServerTls = { ...pair, requestCert: ca !== undefined, rejectUnauthorized: ca !== undefined };
   if (ca !== undefined) tls.ca = ca;
@@ -211,8 +232,8 @@ export function loadClientTls(files: ClientTlsFiles, names: SettingNames<ClientT
   const out: Diagnostic[] = [];
   const tls: ClientTls = {};
   if (files.ca) {
-    const ca = readSetting(names.ca, files.ca, o.read, out, where);
-    if (ca !== undefined && parseCerts(names.ca, files.ca, ca, out, where)) tls.ca = ca;
+    const ca = loadBundle(names.ca, files.ca, o, out, where);
+    if (ca !== undefined) tls.ca = ca;
   }
   if (files.cert || files.key) {
     if (!files.cert || !files.key) {

@@ -24,12 +24,12 @@ export const tlsCodes = defineCodes({
   },
   'tls.certificate-expired': {
     summary: 'Certificate expired',
-    doc: 'A certificate given to serve or to present as a client certificate is past its notAfter date, so every peer would refuse it. Renew it; the detail names the file and the date.',
+    doc: 'A certificate given to serve or to present as a client certificate is past its notAfter date, so every peer would refuse it; or every certificate of a CA bundle (--client-ca, --authority-ca, --boot-ca, a stack\'s caFile) is, so every certificate it should verify would be refused. Renew it (or give the current CA bundle); the detail names the file and the date.',
     severity: 'error',
   },
   'tls.not-yet-valid': {
     summary: 'Certificate not yet valid',
-    doc: 'A certificate\'s notBefore date is in the future (or this machine\'s clock is behind). Peers refuse it until then; check the clock, or issue it with an earlier start.',
+    doc: 'A certificate\'s notBefore date is in the future (or this machine\'s clock is behind), or that of every certificate of a CA bundle. Peers refuse it until then; check the clock, or issue it with an earlier start.',
     severity: 'error',
   },
   'tls.incomplete': {
