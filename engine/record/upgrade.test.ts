@@ -2,7 +2,10 @@
 // version, alone, by two processes at once, and after a migration killed
 // midway. The old records are made by the migrations themselves (MIGRATIONS
 // up to that version) and filled with generated rows (testdata/old-record.ts).
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { FleetError } from '../diags/index.ts';
 import { MIGRATIONS, SCHEMA_VERSION, migrate } from './migrations.ts';
 import { openRecord } from './open.ts';
 import { openPglite } from './pglite.ts';
@@ -144,4 +147,94 @@ describe.each(testBackends())('upgrades racing or killed on $name', (backend) =>
       await old.drop();
     }
   }, 120_000);
+});
+
+describe.each(testBackends())('records this dmzfleet must not upgrade, on $name', (backend) => {
+  /** What openRecord threw: its first diagnostic's code and detail. */
+  async function refusal(url: string): Promise<{ code: string; detail: string }> {
+    try {
+      const r = await openRecord(url);
+      await r.close();
+    } catch (err) {
+      if (err instanceof FleetError) return { code: err.diagnostics[0].code, detail: err.diagnostics[0].detail };
+      throw err;
+    }
+    throw new Error('opened');
+  }
+
+  it('a record newer than this dmzfleet: refused naming both versions, not written', async () => {
+    const fresh = await backend.freshUrl();
+    try {
+      const db = await raw(backend, fresh.url);
+      await migrate(db, { description: fresh.url }, [...MIGRATIONS, { version: SCHEMA_VERSION + 1, description: 'future', statements: ['ALTER TABLE vms ADD COLUMN future text'] }]);
+      await fillOldRecord(db, 42);
+      const before = await tableRows(db);
+      const meta = await db.query('SELECT * FROM meta');
+      await db.close();
+      const r = await refusal(fresh.url);
+      expect(r.code).toBe('record.newer-schema');
+      expect(r.detail).toContain(`schema version ${SCHEMA_VERSION + 1}`);
+      expect(r.detail).toContain(`versions up to ${SCHEMA_VERSION}`);
+      const after = await raw(backend, fresh.url);
+      try {
+        expect(await tableRows(after)).toEqual(before);
+        expect(await after.query('SELECT * FROM meta')).toEqual(meta);
+      } finally {
+        await after.close();
+      }
+    } finally {
+      await fresh.drop();
+    }
+  }, 60_000);
+
+  it.each<[string, string[], RegExp]>([
+    ['tables of another tool', ['CREATE TABLE invoices (id int PRIMARY KEY)', 'INSERT INTO invoices VALUES (1)'], /has tables \(invoices\) but no dmzfleet record/],
+    ['a meta table of another shape', ['CREATE TABLE meta (k text, v text)', "INSERT INTO meta VALUES ('a', 'b')"], /has a "meta" table that dmzfleet did not write/],
+    ["another app's meta", ['CREATE TABLE meta (id int PRIMARY KEY, app text, schema_version int)', "INSERT INTO meta VALUES (1, 'billing', 3)"], /belongs to "billing", not dmzfleet/],
+    // Same shape as dmzfleet's, no row: no record's meta is ever without one (it is written in the transaction that makes it).
+    ['a meta table of the same shape with no row', ['CREATE TABLE meta (id int PRIMARY KEY, app text, schema_version int)', 'CREATE TABLE things (x int)'], /has a "meta" table but no dmzfleet record in it/],
+  ])('a database holding %s: refused (record.foreign-database), untouched', async (_name, statements, detail) => {
+    const fresh = await backend.freshUrl();
+    try {
+      const db = await raw(backend, fresh.url);
+      for (const s of statements) await db.query(s);
+      const before = await tableRows(db);
+      await db.close();
+      const r = await refusal(fresh.url);
+      expect(r).toMatchObject({ code: 'record.foreign-database' });
+      expect(r.detail).toMatch(detail);
+      const after = await raw(backend, fresh.url);
+      try {
+        expect(await tableRows(after)).toEqual(before);
+      } finally {
+        await after.close();
+      }
+    } finally {
+      await fresh.drop();
+    }
+  }, 60_000);
+
+  it.runIf(backend.name === 'pglite')('an upgraded PGlite record keeps every file 0600 and every folder 0700', async () => {
+    const old = await oldRecord(backend, 1, 77);
+    try {
+      await expectKept(backend, old, 'permissions');
+      const dir = old.url.slice('pglite://'.length);
+      const open: string[] = [];
+      const walk = (d: string) => {
+        for (const e of readdirSync(d, { withFileTypes: true })) {
+          const p = join(d, e.name);
+          const mode = statSync(p).mode & 0o777;
+          if (e.isDirectory()) {
+            if (mode !== 0o700) open.push(`${p} ${mode.toString(8)}`);
+            walk(p);
+          } else if (mode & 0o077) open.push(`${p} ${mode.toString(8)}`);
+        }
+      };
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      walk(dir);
+      expect(open).toEqual([]);
+    } finally {
+      await old.drop();
+    }
+  }, 60_000);
 });
