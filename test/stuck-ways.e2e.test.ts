@@ -9,8 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { openRecord } from '../engine/record/index.ts';
 import { createSimDriver } from '../providers/drivers/sim/index.ts';
 import { signedCredentials, testCredentialKey } from '../providers/drivers/sim/testing.ts';
-import { runCli } from './helpers/cli.ts';
-import { REPO, fleetYaml, tempStack } from './helpers/stack.ts';
+import { runCli, type CliRun } from './helpers/cli.ts';
+import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
 
 /** The pid of a process that ran and is gone. */
 async function deadPid(): Promise<number> {
@@ -28,6 +28,21 @@ async function states(dir: string): Promise<Record<string, string>> {
   }
 }
 
+/** A stack whose fleet web of one VM is applied (Running), and `fleet` run on it. */
+async function webApplied(): Promise<{ st: TempStack; fleet: (...args: string[]) => Promise<CliRun> }> {
+  const st = await tempStack();
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  try {
+    await st.spec('web', fleetYaml('web', { count: 1 }));
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stderr).toBe(0);
+  } catch (err) {
+    await st.remove();
+    throw err;
+  }
+  return { st, fleet };
+}
+
 describe('a fleet lock a dead apply holds', () => {
   // holds: state rm is refused while it does (a lease run out holds nothing); breaksAtOnce: the next apply takes it.
   const holders = [
@@ -36,11 +51,8 @@ describe('a fleet lock a dead apply holds', () => {
     { name: 'an apply of another host whose lease still runs', host: () => 'elsewhere', leaseMs: 600_000, holds: true, breaksAtOnce: false },
   ];
   it.each(holders)('$name: state rm says how to release it, fleet unlock or the next apply does, and the apply converges', async ({ host, leaseMs, holds, breaksAtOnce }) => {
-    const st = await tempStack();
-    const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+    const { st, fleet } = await webApplied();
     try {
-      await st.spec('web', fleetYaml('web', { count: 1 }));
-      expect((await fleet('apply', '--yes')).code).toBe(0);
       const record = await openRecord(`pglite://${join(st.dir, '.fleet', 'record')}`);
       let lockId: string;
       try {
@@ -141,11 +153,8 @@ describe('a VM the record holds Starting whose boot ended unawaited', () => {
     { name: 'its agent gave up and powered the VM off (agent.sh)', powerOff: true },
   ];
   it.each(cases)('$name: one fleet apply converges', async ({ powerOff }) => {
-    const st = await tempStack();
-    const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+    const { st, fleet } = await webApplied();
     try {
-      await st.spec('web', fleetYaml('web', { count: 1 }));
-      expect((await fleet('apply', '--yes')).code).toBe(0);
       const record = await openRecord(`pglite://${join(st.dir, '.fleet', 'record')}`);
       let vm;
       try {
