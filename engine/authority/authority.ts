@@ -311,9 +311,11 @@ export class Authority {
     const held = this.hold(caller, [req]);
     const release = typeof held === 'function' ? held : await held;
     try {
-      await this.claim(caller, [req]);
       // Queued for the VM at once (calls about one VM run in the order they came), the credentials prepared inside.
       return await this.rows.serial(req.vmId, async () => {
+        // With replicas, the record's claim of its request id first: inside the VM's queue, so a later call about the
+        // VM (a report of the same batch) still runs after this one (before, outside it, the report ran first).
+        if (this.claims) await this.claim(caller, [req]);
         await this.o.credentialBroker?.prepare(caller);
         return req.kind === 'create' ? (await authorizeCreate(this.core, caller, req)).answer : this.authorizeEdge(caller, req);
       });
@@ -459,8 +461,9 @@ export class Authority {
     // Approvals ahead live in this process until the next report: not with replicas.
     const ahead = req.ahead === true && !this.shared;
     try {
-      await this.claim(caller, req.create ? [req.create, ...req.next] : req.next);
       return await this.rows.serial(vmId, async () => {
+        // With replicas, the claims first, inside the VM's queue (as authorize's).
+        if (this.claims) await this.claim(caller, req.create ? [req.create, ...req.next] : req.next);
         await this.o.credentialBroker?.prepare(caller);
         // A new chain decides afresh what comes next.
         this.ahead.drop(vmId);
