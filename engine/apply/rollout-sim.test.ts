@@ -241,17 +241,16 @@ describe('rollouts over generated stacks: limits hold, failures stop in time, re
 // A fleet that sets no rollout.maxUnavailable takes its default from the pack's max-disruption rule: maxShare of
 // its count, rounded down (engine/plan/waves.ts rolloutSettings; docs/rollouts.md). Nothing above exercised it
 // (every generated fleet set its own). The rule may only lower that default (advisory: the members a lower count
-// deletes beside the waves; mandatory: its share of the members serving), never raise it; both zero is one member
-// at a time by a surge VM (advisory: or taken out, 1).
-function ruleDefault(maxShare: number, enforcement: Enforcement): Limits {
+// deletes beside the waves; mandatory: its share of the members serving), never raise it; both zero (maxSurge too) is
+// Kubernetes' rule: maxUnavailable 1 and no surge VM, unless a mandatory rule allows none (vetoed: the plan is blocked).
+function ruleDefault(maxShare: number): Limits {
   return (f, ro) => {
     let mu = Math.floor(maxShare * f.count + 1e-9);
-    let ms = resolveAmount(f.rollout.maxSurge ?? 0, f.count, 'up');
-    if (mu === 0 && ms === 0) [mu, ms] = [enforcement === 'mandatory' ? 0 : 1, 1];
+    const ms = resolveAmount(f.rollout.maxSurge ?? 0, f.count, 'up');
+    if (mu === 0 && ms === 0) mu = 1;
     // What the rule lowered the default to when planned (the deletes beside the waves; a mandatory rule's share of
-    // the members serving) holds too; lowered to 0 with no surge, it is one member at a time by a surge VM.
+    // the members serving) holds too; a mandatory rule that allows none vetoes Kubernetes' 1 (both stay 0).
     if (ro && ro.maxUnavailable < mu) mu = ro.maxUnavailable;
-    if (ro && ms === 0 && ro.maxSurge === 1) ms = 1;
     return { mu, ms };
   };
 }
@@ -273,7 +272,7 @@ describe("rollouts whose maxUnavailable is the max-disruption rule's default", (
       const maxShare = next() < 0.7 ? [0, 0.1, 0.25, 1 / 3, 0.5, 0.75, 1][int(7)] : Math.round(next() * 100) / 100;
       const enforcement: Enforcement = next() < 0.6 ? 'advisory' : 'mandatory';
       const pack = packWithDisruption(maxShare, enforcement);
-      const limits = ruleDefault(maxShare, enforcement);
+      const limits = ruleDefault(maxShare);
       const fleets: LoadedFleet[] = [];
       const world: World = { rows: [], seq: 0 };
       const nFleets = 1 + int(2);
@@ -293,16 +292,19 @@ describe("rollouts whose maxUnavailable is the max-disruption rule's default", (
           const { mu, ms } = limits(f);
           const specMs = resolveAmount(f.rollout.maxSurge ?? 0, f.count, 'up');
           expect(ro.maxUnavailable, `${label}: ${ro.fleet}'s maxUnavailable`).toBeLessThanOrEqual(mu);
-          expect(ro.maxSurge === specMs || (specMs === 0 && ro.maxSurge === 1 && ro.maxUnavailable <= 1), `${label}: ${ro.fleet}'s maxSurge ${ro.maxSurge} (spec ${specMs}, default ${ms})`).toBe(true);
+          // maxSurge is the spec's: both resolving to 0 never adds a surge VM (Kubernetes' rule).
+          expect(ro.maxSurge, `${label}: ${ro.fleet}'s maxSurge ${ro.maxSurge} (spec ${specMs}, default ${ms})`).toBe(specMs);
           if (p.changes.some((c) => c.fleet === ro.fleet && c.wave !== undefined)) waved++;
         }
       };
-      // Only a rule that allows no member out, and a change no surge VM can make (a resize).
-      const blockedWhy = /allows no member out of Running at once, and a resize/;
+      // Only a rule that allows no member out, and a change no surge VM can make (a resize), or no maxSurge at all
+      // (both 0: the rule vetoes Kubernetes' maxUnavailable 1).
+      const blockedWhy = /allows no member out of Running at once, and a resize|the maxUnavailable 1 Kubernetes' rule then uses is vetoed/;
       if ((await converge({ world, fleets, label0, id: `d${k}`, next, blockedWhy, pack, limits, check })) === 'blocked') blocked++;
     }
-    // The cases did reach waves, and few were blocked.
+    // The cases did reach waves, and few were blocked (87 of 400 with seed 11: a mandatory rule that allows none out
+    // now blocks a fleet with no maxSurge too, where a surge VM beyond its maxSurge 0 used to stand in).
     expect(waved).toBeGreaterThan(200);
-    expect(blocked).toBeLessThan(80);
+    expect(blocked).toBeLessThan(100);
   });
 });
