@@ -315,8 +315,6 @@ describe('fleet apply: a one-member fleet resumed after its surge replace failed
   // The old VM, deposed, serves beside the failed new one; nothing else of the fleet changes, so the retry is no
   // rollout's. The apply settled the old VM's gate as failed before the retry ended, skipped its delete, and the
   // retry waited for that delete for ever: `fleet apply` hung (Ctrl-C did not end it).
-  // maxSurge 1: with none, both it and the default maxUnavailable resolve to 0 for one member, and Kubernetes' rule
-  // takes the member out first (maxUnavailable 1) instead of replacing it by a surge VM.
   const one = (image: string) => `apiVersion: fleet/v1
 kind: Fleet
 metadata: { name: web, owner: team-web }
@@ -324,7 +322,6 @@ spec:
   count: 1
   image: ${image}
   size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
-  rollout: { maxSurge: 1 }
 `;
   const { fleet, file } = useAppliedStack(one('ubuntu-22.04'));
 

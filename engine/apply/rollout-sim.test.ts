@@ -241,16 +241,20 @@ describe('rollouts over generated stacks: limits hold, failures stop in time, re
 // A fleet that sets no rollout.maxUnavailable takes its default from the pack's max-disruption rule: maxShare of
 // its count, rounded down (engine/plan/waves.ts rolloutSettings; docs/rollouts.md). Nothing above exercised it
 // (every generated fleet set its own). The rule may only lower that default (advisory: the members a lower count
-// deletes beside the waves; mandatory: its share of the members serving), never raise it; both zero (maxSurge too) is
+// deletes beside the waves; mandatory: its share of the members serving), never raise it. Both zero with no maxSurge
+// in the spec is one member at a time by a surge VM (advisory: or taken out, 1); with a maxSurge in the spec (0, 0%)
 // Kubernetes' rule: maxUnavailable 1 and no surge VM, unless a mandatory rule allows none (vetoed: the plan is blocked).
-function ruleDefault(maxShare: number): Limits {
+function ruleDefault(maxShare: number, enforcement: Enforcement): Limits {
   return (f, ro) => {
+    const unset = f.rollout.maxSurge === undefined;
     let mu = Math.floor(maxShare * f.count + 1e-9);
-    const ms = resolveAmount(f.rollout.maxSurge ?? 0, f.count, 'up');
-    if (mu === 0 && ms === 0) mu = 1;
+    let ms = resolveAmount(f.rollout.maxSurge ?? 0, f.count, 'up');
+    if (mu === 0 && ms === 0) [mu, ms] = unset ? [enforcement === 'mandatory' ? 0 : 1, 1] : [1, 0];
     // What the rule lowered the default to when planned (the deletes beside the waves; a mandatory rule's share of
-    // the members serving) holds too; a mandatory rule that allows none vetoes Kubernetes' 1 (both stay 0).
+    // the members serving) holds too. Lowered to 0 with no maxSurge in the spec, it is one member at a time by a
+    // surge VM; with the spec's maxSurge 0, a mandatory rule that allows none vetoes Kubernetes' 1 (both stay 0).
     if (ro && ro.maxUnavailable < mu) mu = ro.maxUnavailable;
+    if (ro && unset && ms === 0 && ro.maxSurge === 1) ms = 1;
     return { mu, ms };
   };
 }
@@ -272,7 +276,7 @@ describe("rollouts whose maxUnavailable is the max-disruption rule's default", (
       const maxShare = next() < 0.7 ? [0, 0.1, 0.25, 1 / 3, 0.5, 0.75, 1][int(7)] : Math.round(next() * 100) / 100;
       const enforcement: Enforcement = next() < 0.6 ? 'advisory' : 'mandatory';
       const pack = packWithDisruption(maxShare, enforcement);
-      const limits = ruleDefault(maxShare);
+      const limits = ruleDefault(maxShare, enforcement);
       const fleets: LoadedFleet[] = [];
       const world: World = { rows: [], seq: 0 };
       const nFleets = 1 + int(2);
@@ -292,19 +296,20 @@ describe("rollouts whose maxUnavailable is the max-disruption rule's default", (
           const { mu, ms } = limits(f);
           const specMs = resolveAmount(f.rollout.maxSurge ?? 0, f.count, 'up');
           expect(ro.maxUnavailable, `${label}: ${ro.fleet}'s maxUnavailable`).toBeLessThanOrEqual(mu);
-          // maxSurge is the spec's: both resolving to 0 never adds a surge VM (Kubernetes' rule).
-          expect(ro.maxSurge, `${label}: ${ro.fleet}'s maxSurge ${ro.maxSurge} (spec ${specMs}, default ${ms})`).toBe(specMs);
+          // maxSurge is the spec's, or 1 where both resolve to 0 and the spec sets none (one member at a time); a
+          // spec's maxSurge resolving to 0 never gets a surge VM (Kubernetes' rule).
+          const surgeOk = ro.maxSurge === specMs || (f.rollout.maxSurge === undefined && ro.maxSurge === 1 && ro.maxUnavailable <= 1);
+          expect(surgeOk, `${label}: ${ro.fleet}'s maxSurge ${ro.maxSurge} (spec ${specMs}, default ${ms})`).toBe(true);
           if (p.changes.some((c) => c.fleet === ro.fleet && c.wave !== undefined)) waved++;
         }
       };
-      // Only a rule that allows no member out, and a change no surge VM can make (a resize), or no maxSurge at all
-      // (both 0: the rule vetoes Kubernetes' maxUnavailable 1).
+      // Only a rule that allows no member out, and a change no surge VM can make (a resize), or the spec's maxSurge
+      // resolving to 0 (both 0: the rule vetoes Kubernetes' maxUnavailable 1).
       const blockedWhy = /allows no member out of Running at once, and a resize|the maxUnavailable 1 Kubernetes' rule then uses is vetoed/;
       if ((await converge({ world, fleets, label0, id: `d${k}`, next, blockedWhy, pack, limits, check })) === 'blocked') blocked++;
     }
-    // The cases did reach waves, and few were blocked (87 of 400 with seed 11: a mandatory rule that allows none out
-    // now blocks a fleet with no maxSurge too, where a surge VM beyond its maxSurge 0 used to stand in).
+    // The cases did reach waves, and few were blocked (seed 11: 724 waved, 51 of 400 blocked).
     expect(waved).toBeGreaterThan(200);
-    expect(blocked).toBeLessThan(100);
+    expect(blocked).toBeLessThan(80);
   });
 });

@@ -70,7 +70,12 @@ export interface RolloutSettings {
   maxSurge: number;
   failureThreshold: number;
   /**
-   * Both came out 0 (a fleet smaller than 1 / maxShare, `1%` of a few) and Kubernetes' rule (maxUnavailable 1,
+   * Both came out 0 with no maxSurge in the spec (a fleet smaller than 1 / maxShare): one member per wave, by a
+   * surge VM where it can be (Kubernetes' default maxSurge, 25% rounded up, gives a small fleet 1).
+   */
+  oneAtATime: boolean;
+  /**
+   * Both came out 0 with a maxSurge in the spec (0, or `1%` of a few) and Kubernetes' rule (maxUnavailable 1,
    * maxSurge stays 0) was vetoed by a mandatory max-disruption that allows no member out: no wave can take a
    * member out, and the plan is blocked at plan time, saying so.
    */
@@ -84,11 +89,15 @@ export interface RolloutSettings {
  * A fleet's rollout settings as counts: the spec's, or the max-disruption
  * rule's share of `count` (all members when the rule is disabled); a
  * mandatory rule lowers maxUnavailable to what it allows of the `serving`
- * members. Both zero (a small fleet, `1%` of a few): Kubernetes' rule,
- * maxUnavailable 1 and maxSurge stays 0 (the spec, or its default, said no
- * extra VM: often an owner quota), so one member at a time is taken out;
- * unless a mandatory max-disruption allows none out, which vetoes it and
- * leaves both 0 (`bothZeroVetoed`): the waves then block the plan.
+ * members. Both zero with no maxSurge in the spec (a small fleet): one
+ * member per wave, replaced by a surge VM where its data center has room,
+ * else (advisory rule only) taken out of service, as Kubernetes' default
+ * maxSurge (25%, rounded up) gives a small fleet 1. Both zero with a
+ * maxSurge in the spec (0, `1%` of a few): Kubernetes' rule, maxUnavailable
+ * 1 and maxSurge stays 0 (the spec said no extra VM: often an owner quota),
+ * so one member at a time is taken out; unless a mandatory max-disruption
+ * allows none out, which vetoes it and leaves both 0 (`bothZeroVetoed`): the
+ * waves then block the plan.
  * Undefined when neither the spec nor the rule asks for a rollout (the rule
  * disabled, no spec.rollout): the change is made at once, as before rollouts.
  */
@@ -138,10 +147,23 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
     maxSurge = resolveAmount(r.maxSurge, n, 'up');
     notes.push(`maxSurge ${showAmount(r.maxSurge)}${typeof r.maxSurge === 'string' ? ` of ${n}` : ''} from the spec`);
   }
-  // Kubernetes' Deployment rule (ResolveFenceposts): when both resolve to 0, maxUnavailable becomes 1 and maxSurge
-  // stays 0. A surge VM here instead would be a VM the user did not allow (maxSurge 0 is often an owner quota's).
+  let oneAtATime = false;
   let bothZeroVetoed = false;
-  if (maxUnavailable === 0 && maxSurge === 0) {
+  if (maxUnavailable === 0 && maxSurge === 0 && r.maxSurge === undefined) {
+    // No maxSurge in the spec: Kubernetes' default (25%, rounded up) would give a small fleet 1, so a replace keeps
+    // its member serving by a new VM first (a one-VM fleet's image change has no downtime), one member per wave.
+    oneAtATime = true;
+    maxSurge = 1;
+    if (rule.enforcement === 'mandatory') {
+      unavailableFrom = 'max-disruption';
+      notes.push(`no member may leave ${rule.state}: replacements are created first, one at a time`);
+    } else {
+      maxUnavailable = 1;
+      notes.push('one member at a time, replaced by a surge VM where there is room');
+    }
+  } else if (maxUnavailable === 0 && maxSurge === 0) {
+    // The spec's maxSurge resolves to 0: Kubernetes' Deployment rule (ResolveFenceposts), maxUnavailable 1 and
+    // maxSurge stays 0. A surge VM here would be a VM the user did not allow (maxSurge 0 is often an owner quota's).
     if (allowed >= 1) {
       maxUnavailable = 1;
       notes.push('maxUnavailable and maxSurge both resolve to 0: maxUnavailable 1, as Kubernetes does (maxSurge stays 0, no extra VM)');
@@ -160,7 +182,7 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
         ? ` from the spec's ${showAmount(r.failureThreshold)} of ${waved} member${waved === 1 ? '' : 's'} changed`
         : ' from the spec';
   notes.push(`failureThreshold ${failureThreshold}${ftFrom}`);
-  return { maxUnavailable, maxSurge, failureThreshold, bothZeroVetoed, unavailableFrom, notes };
+  return { maxUnavailable, maxSurge, failureThreshold, oneAtATime, bothZeroVetoed, unavailableFrom, notes };
 }
 
 /** How many more VMs of `size` fit in what is left of a data center (Infinity with no limit). */
@@ -307,7 +329,7 @@ export function assignWaves(input: WaveInput): WaveResult {
     // Apply holds a wave to maxUnavailable less the places its failed members hold: the lost ones hold theirs
     // through the rollout, so the rollout's maxUnavailable is what they leave.
     const maxUnavailable = Math.max(0, settings.maxUnavailable - lost);
-    if (lost > 0) settings.notes.splice(Math.max(1, settings.notes.findIndex((n) => /^(maxSurge|failureThreshold|maxUnavailable and maxSurge both)/.test(n))), 0, `lowered to ${maxUnavailable}: ${lost} member${lost === 1 ? ' is' : 's are'} out of ${state} and this plan leaves ${lost === 1 ? 'it' : 'them'} so`);
+    if (lost > 0) settings.notes.splice(Math.max(1, settings.notes.findIndex((n) => /^(maxSurge|failureThreshold|one member|no member|maxUnavailable and maxSurge both)/.test(n))), 0, `lowered to ${maxUnavailable}: ${lost} member${lost === 1 ? ' is' : 's are'} out of ${state} and this plan leaves ${lost === 1 ? 'it' : 'them'} so`);
     const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge, surging)) : 0;
     if (surgeQuota < settings.maxSurge) settings.notes.push(`maxSurge ${settings.maxSurge} lowered to ${surgeQuota} by the owner quota`);
 
@@ -327,6 +349,10 @@ export function assignWaves(input: WaveInput): WaveResult {
       const usedRoom = new Map<string, number>();
       const rest: Change[] = [];
       for (const c of queue) {
+        if (settings.oneAtATime && wave.members.length > 0) {
+          rest.push(c);
+          continue;
+        }
         const dcRoom = room(surgeLeft.get(c.dataCenter), c.size) - (usedRoom.get(c.dataCenter) ?? 0);
         if (c.action === 'replace' && wave.surge < surgePlaces && dcRoom >= 1) {
           setReplaceOrder(c, 'create-before-delete', input.lifecycle);
