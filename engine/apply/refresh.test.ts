@@ -1,9 +1,12 @@
 import { fileURLToPath } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeLifecycle } from '../plan/test-support.ts';
 import { loadPack } from '../policy/load.ts';
 import type { Lifecycle } from '../policy/types.ts';
-import { driftPath, missingOutcome } from './refresh.ts';
+import { driftPath, missingOutcome, recordCloudId, recordMissing } from './refresh.ts';
+import type { ActualVm } from '../../protocol/index.ts';
+import type { FleetRecord, VmRow } from '../record/index.ts';
+import { memoryRecord, usageDrift } from '../record/testing.ts';
 
 describe('missingOutcome: where a VM its data center does not hold is recorded', () => {
   const lc = makeLifecycle();
@@ -51,5 +54,57 @@ describe('driftPath: what refresh records of a VM its cloud holds elsewhere (the
     { name: 'a Running VM seen powered off, no agent report', state: 'Running', observed: 'PoweredOff', agent: 'unknown' as const, want: { path: ['Running', 'ShuttingDown', 'PoweredOff'] } },
   ])('$name: $state -> $observed', ({ state, observed, want, ...rest }) => {
     expect(driftPath(lc, state, observed, 'agent' in rest ? rest.agent : undefined)).toEqual(want);
+  });
+});
+
+describe('what refresh records without a state change: the row and its history row, both or neither', () => {
+  // recordMissing (a failure state kept, its cloud id cleared) and recordCloudId (a cloud id found) wrote the row
+  // (updateVm) and its drift history row (addHistory) as two statements: a refresh killed, or its record connection
+  // cut, in between left the cloud id changed with no history row saying who changed it or why. Killed at every point
+  // (every record write refused from the k-th on), the row changes only with its history row.
+  const lc = makeLifecycle();
+  const ACTOR = { actor: 'refresh-test', why: 'refresh' };
+  const cases = [
+    {
+      name: 'recordMissing of a BootFailed VM: kept, its cloud id cleared',
+      state: 'BootFailed',
+      cloudId: 'i-gone' as string | null,
+      run: (r: FleetRecord, v: VmRow) => recordMissing(r, lc, v, ACTOR),
+    },
+    {
+      name: 'recordCloudId of a PoweredOff VM whose create report was lost',
+      state: 'PoweredOff',
+      cloudId: null as string | null,
+      run: (r: FleetRecord, v: VmRow) => recordCloudId(r, v, { vmId: v.id, cloudId: 'i-found', observedState: 'PoweredOff' } as ActualVm, ACTOR),
+    },
+  ];
+  let record: Awaited<ReturnType<typeof memoryRecord>>;
+  beforeAll(async () => {
+    record = await memoryRecord();
+  });
+  afterAll(async () => {
+    await record.close();
+  });
+  it.each(cases.flatMap((c, i) => [0, 1, 2].map((killAt) => ({ ...c, killAt, fleet: `web-${i}-${killAt}` }))))('$name, killed at write $killAt', async ({ state, cloudId, run, killAt, fleet }) => {
+    const v0 = await record.insertVm(
+      { stack: 's', fleet, owner: 'team-a', index: 0, dataCenter: 'miami', state, desiredState: 'Running', specHash: 'h', image: 'ubuntu-22.04', size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }, encryptedDisk: false },
+      { actor: 'seed' },
+    );
+    const v = cloudId === null ? v0 : await record.updateVm(v0.id, v0.version, { cloudId }, { actor: 'seed' });
+    const drifts = async () => (await record.history('s', `${fleet}/0`)).filter((h) => h.outcome === 'drift').length;
+    // Every write from the killAt-th on is refused, as from a process killed there.
+    let writes = 0;
+    const killed = new Proxy(record, {
+      get(target, prop, receiver) {
+        const f = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof f !== 'function' || !['updateVm', 'addHistory', 'transitionVm', 'addHistoryMany', 'transitionVms'].includes(String(prop))) return typeof f === 'function' ? f.bind(target) : f;
+        return (...args: unknown[]) => (writes++ >= killAt ? Promise.reject(new Error('killed')) : (f as (...a: unknown[]) => Promise<unknown>).apply(target, args));
+      },
+    });
+    await run(killed, v).catch(() => undefined);
+    const after = (await record.findVm('s', `${fleet}/0`))!;
+    const changed = after.cloudId !== v.cloudId;
+    expect({ changed, drifts: await drifts() }).toEqual(changed ? { changed, drifts: 1 } : { changed, drifts: 0 });
+    expect(await usageDrift(record)).toEqual([]);
   });
 });

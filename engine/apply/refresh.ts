@@ -40,8 +40,9 @@ export async function recordMissing(record: FleetRecord, lc: Lifecycle, vm: VmRo
   const { to, retire } = missingOutcome(lc, vm.state);
   const detail = `${ctx.why}: ${vm.dataCenter} has no VM ${vm.cloudId ?? vm.id}`;
   if (to === vm.state) {
-    const row = await record.updateVm(vm.id, vm.version, { cloudId: null }, { actor: ctx.actor });
-    await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: ctx.actor, detail: `${detail}; kept in ${vm.state} with no cloud VM, so the next plan deletes it and creates it again` }, row.version);
+    // One statement writes the row and its history row (transitionVm to the state it is in): as two (updateVm, then
+    // addHistory), a refresh killed in between left the cloud id cleared with no history row saying why.
+    await record.transitionVm(vm.id, vm.version, vm.state, { actor: ctx.actor, outcome: 'drift', detail: `${detail}; kept in ${vm.state} with no cloud VM, so the next plan deletes it and creates it again` }, { cloudId: null });
     return `${vm.state}, with no cloud VM: the next plan deletes it and creates it again`;
   }
   await record.transitionVm(vm.id, vm.version, to, { actor: ctx.actor, outcome: 'drift', detail: `${detail}; recorded ${to}` }, { cloudId: null, ...(retire ? { retire: true } : {}) });
@@ -477,13 +478,14 @@ const GET_EACH_LIMIT = 16;
  * cloud id. Returns the row written.
  */
 export async function recordCloudId(record: FleetRecord, vm: VmRow, a: ActualVm, ctx: { actor: string; why: string }): Promise<VmRow> {
-  const row = await record.updateVm(vm.id, vm.version, { cloudId: a.cloudId }, { actor: ctx.actor });
-  await record.addHistory(
+  // One statement writes the row and its history row (transitionVm to the state it is in), as recordMissing does.
+  return record.transitionVm(
     vm.id,
-    { from: vm.state, to: vm.state, outcome: 'drift', actor: ctx.actor, detail: `${ctx.why}: ${vm.dataCenter} holds VM ${clip(a.cloudId)} of it (${clip(a.observedState)}), whose cloud id the record did not hold; recorded` },
-    row.version,
+    vm.version,
+    vm.state,
+    { actor: ctx.actor, outcome: 'drift', detail: `${ctx.why}: ${vm.dataCenter} holds VM ${clip(a.cloudId)} of it (${clip(a.observedState)}), whose cloud id the record did not hold; recorded` },
+    { cloudId: a.cloudId },
   );
-  return row;
 }
 
 /**

@@ -150,15 +150,20 @@ function bounds(c: Case, f: LoadedFleet, members: number, serving: number, forGo
   }
   if (enforcement === 'mandatory') mu = Math.min(mu, allowed);
   let ms = r.maxSurge !== undefined ? resolveAmount(r.maxSurge, members, 'up') : 0;
-  if (mu === 0 && ms === 0) [mu, ms] = [enforcement === 'mandatory' ? 0 : 1, 1];
-  return { mu, ms };
+  // Both 0 with no maxSurge in the spec: one member per wave, by a surge VM where there is room (advisory: or taken out).
+  const oneAtATime = mu === 0 && ms === 0 && r.maxSurge === undefined;
+  if (oneAtATime) [mu, ms] = [enforcement === 'mandatory' ? 0 : 1, 1];
+  // Both 0 with a maxSurge in the spec: Kubernetes' rule, maxUnavailable 1 and no surge VM, unless a mandatory rule
+  // allows none out (vetoed).
+  else if (mu === 0 && ms === 0 && (enforcement !== 'mandatory' || allowed >= 1)) mu = 1;
+  return { mu, ms, oneAtATime };
 }
 
 describe('rollout plans over generated stacks', () => {
   it('keep every property, over 400 generated cases', { timeout: 120_000 }, async () => {
     const base = (await loadPack(DEFAULT_PACK_DIR)).pack!;
     const r = seededRandom(20261207);
-    const counts = { cases: 0, rollouts: 0, waves: 0, blocked: 0, oneAtATime: 0, big: 0, returning: 0, surged: 0, unwavedReplaces: 0 };
+    const counts = { cases: 0, rollouts: 0, waves: 0, blocked: 0, oneAtATime: 0, bothZero: 0, big: 0, returning: 0, surged: 0, unwavedReplaces: 0 };
     const broke: string[] = [];
     for (let k = 0; k < 400; k++) {
       const c = generate(r, k, base);
@@ -216,10 +221,11 @@ describe('rollout plans over generated stacks', () => {
         const serving = new Set<number>();
         for (const x of c.rows) if (x.fleet === f.name && x.index < f.count && x.state === 'Running') serving.add(x.index);
         const runningVms = c.rows.filter((x) => x.fleet === f.name && x.state === 'Running').length;
-        const { mu, ms } = bounds(c, f, members, runningVms, forGood);
+        const { mu, ms, oneAtATime } = bounds(c, f, members, runningVms, forGood);
         if (ro.maxUnavailable > mu) broke.push(`${c.label}: ${f.name}'s plan says maxUnavailable ${ro.maxUnavailable}, beyond ${mu}`);
         if (ro.maxSurge > ms) broke.push(`${c.label}: ${f.name}'s plan says maxSurge ${ro.maxSurge}, beyond ${ms}`);
         if (/one member at a time|no member may leave/.test(ro.reason)) counts.oneAtATime++;
+        if (/both resolve to 0/.test(ro.reason)) counts.bothZero++;
         const seen = new Set<string>();
         for (const w of ro.waves) {
           counts.waves++;
@@ -230,6 +236,7 @@ describe('rollout plans over generated stacks', () => {
           }
           const returning = new Set(w.returning ?? []);
           if (returning.size) counts.returning++;
+          if (oneAtATime && w.members.filter((a) => !returning.has(a)).length > 1) broke.push(`${c.label}: wave ${w.wave} of ${f.name} holds ${w.members.length} members where both settings resolve to 0 and no maxSurge is set (one per wave)`);
           const surge = inWave.filter((x) => !returning.has(x.address) && x.action === 'replace' && x.replaceOrder === 'create-before-delete');
           const takenOut = inWave.filter((x) => !returning.has(x.address) && !surge.includes(x) && x.index < f.count && serving.has(x.index));
           // Out of Running as the wave runs: every member (of those the plan keeps or creates) not serving, and those it takes out.
@@ -267,7 +274,9 @@ describe('rollout plans over generated stacks', () => {
     expect(counts.big).toBeGreaterThan(100);
     expect(counts.returning).toBeGreaterThan(50);
     expect(counts.surged).toBeGreaterThan(50);
-    expect(counts.oneAtATime).toBeGreaterThan(5);
+    // Both settings resolving to 0: with no maxSurge in the spec (6 rollouts with seed 20261207) and with one (5).
+    expect(counts.oneAtATime).toBeGreaterThan(3);
+    expect(counts.bothZero).toBeGreaterThan(3);
     expect(counts.unwavedReplaces).toBeGreaterThan(5);
     expect(counts.blocked).toBeLessThan(counts.cases / 4);
   });

@@ -31,8 +31,15 @@ describe('rolloutSettings', () => {
     { name: 'a mandatory rule lowers maxUnavailable to what it allows', spec: { maxUnavailable: '50%' }, rule: rule('mandatory', 0.25), want: [3, 0, 1] },
     { name: 'an advisory rule does not', spec: { maxUnavailable: '50%' }, rule: rule('advisory', 0.25), want: [6, 0, 1] },
     { name: 'failureThreshold as a share of the members changed, rounded up', spec: { failureThreshold: '10%' }, rule: rule('advisory'), want: [3, 0, 2] },
-    { name: 'a mandatory rule allowing none: one surge VM at a time', spec: {}, rule: rule('mandatory', 0.05), want: [0, 1, 1] },
-    { name: 'an advisory rule rounding to none: one member at a time', spec: {}, rule: rule('advisory', 0.05), want: [1, 1, 1] },
+    // Both 0 with no maxSurge in the spec: one member per wave, by a surge VM where there is room.
+    { name: 'a mandatory rule allowing none, no maxSurge: one surge VM at a time', spec: {}, rule: rule('mandatory', 0.05), want: [0, 1, 1] },
+    { name: 'an advisory rule rounding to none, no maxSurge: one member at a time', spec: {}, rule: rule('advisory', 0.05), want: [1, 1, 1] },
+    // Both 0 with a maxSurge in the spec: Kubernetes' rule (maxUnavailable 1, maxSurge stays 0), unless a mandatory rule
+    // allows none out (vetoed: the waves block).
+    { name: 'a mandatory rule allowing none, maxSurge 0: vetoed, both stay 0', spec: { maxSurge: 0 }, rule: rule('mandatory', 0.05), want: [0, 0, 1] },
+    { name: 'an advisory rule rounding to none, maxSurge 0%: one member at a time, no surge VM', spec: { maxSurge: '0%' }, rule: rule('advisory', 0.05), want: [1, 0, 1] },
+    { name: '1% of 12 and maxSurge 0 under a mandatory rule allowing 3: maxUnavailable 1', spec: { maxUnavailable: '1%', maxSurge: 0 }, rule: rule('mandatory', 0.25), want: [1, 0, 1] },
+    { name: 'a mandatory rule allowing none, with a maxSurge: surge VMs only', spec: { maxSurge: 1 }, rule: rule('mandatory', 0.05), want: [0, 1, 1] },
   ] as { name: string; spec: RolloutSpec; rule: DisruptionRule; want: [number, number, number] }[])('$name', ({ spec, rule: r, want }) => {
     const s = rolloutSettings(makeFleet('web', { count: 12, rollout: spec }), r, 12, 12)!;
     expect([s.maxUnavailable, s.maxSurge, s.failureThreshold]).toEqual(want);
@@ -178,7 +185,7 @@ function checkWaves(plan: PlanDocument, room: number, label: string): void {
   // cannot surge: the plan is blocked, and says so, naming where the 0 came from.
   if (unwaved.length) {
     expect(plan.blocked, label).toBe(true);
-    const bySpec = /maxUnavailable \S+( of \d+)? from the spec/.test(r.reason) && !/lowered to|no member may leave/.test(r.reason);
+    const bySpec = /maxUnavailable \S+( of \d+)? from the spec/.test(r.reason) && !/lowered to|no member may leave|vetoed by mandatory/.test(r.reason);
     const cause = bySpec ? 'rollout' : 'max-disruption';
     expect(plan.policy.violations.some((v) => v.policy === cause && v.level === 'mandatory'), label).toBe(true);
   }
@@ -303,12 +310,34 @@ describe('a rollout that cannot start names its cause', () => {
       want: { policy: 'rollout', message: /spec\.rollout\.maxUnavailable 0 allows no member out of Running at once and the data center has no room for a surge VM\.$/, hint: /^Allow rollout\.maxUnavailable at least 1 in fleet web's spec or free capacity or quota for a surge VM\.$/ },
     },
     {
-      name: 'a mandatory max-disruption that allows none, and a full data center',
+      name: 'a mandatory max-disruption that allows none, a maxSurge, and a full data center',
+      rollout: { maxSurge: 1 },
+      resize: false,
+      vms: 4,
+      rule: 'mandatory' as const,
+      want: { policy: 'max-disruption', message: /max-disruption allows no member out of Running at once and the data center has no room for a surge VM/, hint: /^Raise max-disruption\.maxShare in the stack's policyPack\.config or free capacity or quota for a surge VM\.$/ },
+    },
+    {
+      // No maxSurge in the spec: one member at a time by a surge VM, which the full data center has no room for.
+      name: 'a mandatory max-disruption that allows none, no maxSurge, and a full data center',
       rollout: {},
       resize: false,
       vms: 4,
       rule: 'mandatory' as const,
       want: { policy: 'max-disruption', message: /max-disruption allows no member out of Running at once and the data center has no room for a surge VM/, hint: /^Raise max-disruption\.maxShare in the stack's policyPack\.config or free capacity or quota for a surge VM\.$/ },
+    },
+    {
+      // maxSurge 0 in the spec: Kubernetes' maxUnavailable 1 is what the rule vetoes; room for a surge VM is not what is missing.
+      name: 'a mandatory max-disruption that allows none, and maxSurge 0',
+      rollout: { maxSurge: 0 },
+      resize: false,
+      vms: 4,
+      rule: 'mandatory' as const,
+      want: {
+        policy: 'max-disruption',
+        message: /cannot be rolled out: maxUnavailable and maxSurge both resolve to 0 for its 4 members, and the maxUnavailable 1 Kubernetes' rule then uses is vetoed: max-disruption allows no member out of Running at once\.$/,
+        hint: /^Raise max-disruption\.maxShare in the stack's policyPack\.config or give fleet web's spec a rollout\.maxSurge of at least 1, so that a replace creates its new VM before the old one goes \(with room and quota for it\)\.$/,
+      },
     },
   ] as { name: string; rollout: RolloutSpec; resize: boolean; vms: number; rule?: Enforcement; want: { policy: string; message: RegExp; hint: RegExp } }[])(
     '$name',
@@ -366,7 +395,13 @@ describe('mandatory max-disruption with members leaving for good (a lower count)
       const forGood = existing - count;
       const label = `case ${k}: ${existing} -> ${count}, maxShare ${maxShare}, ${JSON.stringify(rollout)}: ${p.rollouts?.[0]?.reason}`;
       const blockedByRule = p.policy.violations.filter((v) => v.policy === 'max-disruption' && v.level === 'mandatory');
-      if (forGood <= Math.floor(maxShare * existing + 1e-9)) expect(blockedByRule, label).toEqual([]);
+      const share = Math.floor(maxShare * existing + 1e-9);
+      // What leaves for good takes every place the rule allows, and the spec's maxSurge is 0: Kubernetes' rule would take
+      // one member out at a time (maxUnavailable 1), which the rule vetoes, and the plan says so. With no maxSurge in the
+      // spec, one surge VM at a time replaces them (the data center has room): not blocked.
+      const vetoed = count > 0 && forGood <= share && share - forGood === 0 && rollout.maxSurge === 0;
+      if (vetoed) expect(blockedByRule.map((v) => v.message), label).toEqual([expect.stringMatching(/both resolve to 0 for its \d+ members?, and the maxUnavailable 1 Kubernetes' rule then uses is vetoed/)]);
+      else if (forGood <= share) expect(blockedByRule, label).toEqual([]);
       else expect(blockedByRule, label).not.toEqual([]);
     }
   });
@@ -411,7 +446,9 @@ describe('advisory max-disruption with members leaving for good beside a rollout
       const pack = withDisruption(base, 'advisory', maxShare);
       const existing = 1 + int(16);
       const count = Math.max(0, existing - int(5));
-      const web = makeFleet('web', { count, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] } });
+      // No maxSurge, or maxSurge 0 in the spec (Kubernetes' rule when both resolve to 0).
+      const rollout: RolloutSpec = next() < 0.5 ? {} : { maxSurge: 0 };
+      const web = makeFleet('web', { count, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
       const rows = Array.from({ length: existing }, (_, i) => vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' }));
       const p = computePlan({
         stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
@@ -424,9 +461,14 @@ describe('advisory max-disruption with members leaving for good beside a rollout
         id: `a${k}`,
       });
       const forGood = existing - count;
-      const label = `case ${k}: ${existing} -> ${count}, maxShare ${maxShare}: ${p.rollouts?.[0]?.reason}`;
+      const label = `case ${k}: ${existing} -> ${count}, maxShare ${maxShare}, ${JSON.stringify(rollout)}: ${p.rollouts?.[0]?.reason}`;
       const findings = p.policy.violations.filter((v) => v.policy === 'max-disruption');
-      if (forGood <= Math.floor(maxShare * existing + 1e-9)) expect(findings, label).toEqual([]);
+      const share = Math.floor(maxShare * existing + 1e-9);
+      // What leaves for good takes every place the rule allows, and the spec's maxSurge is 0: Kubernetes' rule takes one
+      // member out at a time all the same (maxUnavailable 1, no extra VM), which the advisory rule flags. With no
+      // maxSurge in the spec, one surge VM at a time replaces them (the data center has room): no finding.
+      if (count > 0 && forGood <= share && share - forGood === 0 && rollout.maxSurge === 0) expect(findings.map((v) => v.level), label).toEqual(['advisory']);
+      else if (forGood <= share) expect(findings, label).toEqual([]);
       else expect(findings, label).not.toEqual([]);
     }
   });
@@ -720,6 +762,116 @@ describe('members serving throughout a rollout (missing ones count as out)', () 
       const changed = p.changes.filter((c) => c.action !== 'delete' && c.action !== 'noop').map((c) => c.address).sort();
       expect([...seen.keys()].sort(), label).toEqual(changed);
       expect([...seen.values()].every((n) => n === 1), label).toBe(true);
+    }
+  });
+});
+
+describe('both maxUnavailable and maxSurge resolving to 0', () => {
+  // `maxUnavailable: "1%"` of 3 members with `maxSurge: 0` resolves both to 0. The planner used a surge VM anyway
+  // (one member at a time, its new VM first), though the spec said no extra VM: often because the owner quota has
+  // no room for one. Under a mandatory max-disruption it even kept maxUnavailable 0 when the rule allowed 1, so a
+  // full quota blocked the plan. With a maxSurge in the spec, Kubernetes' Deployment rule applies: maxUnavailable 1,
+  // maxSurge stays 0; a mandatory max-disruption that allows none out vetoes that, at plan time. With no maxSurge in
+  // the spec, one member per wave by a surge VM where there is room stays (Kubernetes' default maxSurge, 25% rounded
+  // up, gives a small fleet 1): a one-VM fleet's image change keeps it serving.
+  const k8sReason = /maxUnavailable and maxSurge both resolve to 0: maxUnavailable 1, as Kubernetes does \(maxSurge stays 0, no extra VM\)/;
+  const surgeReason = /one member at a time, replaced by a surge VM where there is room/;
+  const cases: {
+    name: string;
+    count?: number;
+    rollout: RolloutSpec;
+    rule?: Enforcement;
+    maxShare?: number;
+    /** The owner's quota leaves no room for an extra VM. */
+    quotaFull?: boolean;
+    want: {
+      blocked: boolean;
+      maxUnavailable: number;
+      maxSurge: number;
+      /** Each wave's [members, out of service, surge VMs]. */
+      waves?: [number, number, number][];
+      reason?: RegExp;
+      violation?: { message: RegExp; reason: RegExp; hint: string };
+    };
+  }[] = [
+    // The spec sets maxSurge (0, or an amount resolving to 0): Kubernetes' rule.
+    { name: '1% of 3 and maxSurge 0, max-disruption disabled', rollout: { maxUnavailable: '1%', maxSurge: 0 }, want: { blocked: false, maxUnavailable: 1, maxSurge: 0, waves: [[1, 1, 0], [1, 1, 0], [1, 1, 0]], reason: k8sReason } },
+    { name: '1% of 3 and maxSurge 0%, advisory max-disruption', rollout: { maxUnavailable: '1%', maxSurge: '0%' }, rule: 'advisory', maxShare: 0.5, want: { blocked: false, maxUnavailable: 1, maxSurge: 0, waves: [[1, 1, 0], [1, 1, 0], [1, 1, 0]], reason: k8sReason } },
+    { name: '1% of 3 and maxSurge 0, mandatory max-disruption allowing 1, owner quota full', rollout: { maxUnavailable: '1%', maxSurge: 0 }, rule: 'mandatory', maxShare: 0.5, quotaFull: true, want: { blocked: false, maxUnavailable: 1, maxSurge: 0, waves: [[1, 1, 0], [1, 1, 0], [1, 1, 0]], reason: k8sReason } },
+    { name: 'maxSurge 0, advisory max-disruption rounding to 0: one member at a time all the same', rollout: { maxSurge: 0 }, rule: 'advisory', maxShare: 0.2, want: { blocked: false, maxUnavailable: 1, maxSurge: 0, waves: [[1, 1, 0], [1, 1, 0], [1, 1, 0]], reason: k8sReason } },
+    {
+      name: '1% of 3 and maxSurge 0, mandatory max-disruption allowing none: vetoed at plan time',
+      rollout: { maxUnavailable: '1%', maxSurge: 0 },
+      rule: 'mandatory',
+      maxShare: 0.2,
+      want: {
+        blocked: true,
+        maxUnavailable: 0,
+        maxSurge: 0,
+        violation: {
+          message: /maxUnavailable and maxSurge both resolve to 0 for its 3 members, and the maxUnavailable 1 Kubernetes' rule then uses is vetoed: max-disruption allows no member out of Running at once\./,
+          reason: /vetoed by mandatory max-disruption \(maxShare 0\.2 of 3 Running allows none out\)/,
+          hint: "Raise max-disruption.maxShare in the stack's policyPack.config or give fleet web's spec a rollout.maxSurge of at least 1, so that a replace creates its new VM before the old one goes (with room and quota for it).",
+        },
+      },
+    },
+    // No maxSurge in the spec: one member per wave, by a surge VM where there is room (as before Kubernetes' rule).
+    { name: 'one member, no rollout settings, the default advisory max-disruption: replaced by a surge VM first', count: 1, rollout: {}, rule: 'advisory', maxShare: 0.5, want: { blocked: false, maxUnavailable: 1, maxSurge: 1, waves: [[1, 0, 1]], reason: surgeReason } },
+    // The owner quota lowers the surge VM to 0 (the plan's maxSurge says so): advisory, each member is taken out in turn.
+    { name: 'no rollout settings, advisory max-disruption rounding to 0, owner quota full: taken out one at a time', rollout: {}, rule: 'advisory', maxShare: 0.2, quotaFull: true, want: { blocked: false, maxUnavailable: 1, maxSurge: 0, waves: [[1, 1, 0], [1, 1, 0], [1, 1, 0]], reason: surgeReason } },
+    {
+      name: 'one member, no rollout settings, a mandatory max-disruption, owner quota full: blocked',
+      count: 1,
+      rollout: {},
+      rule: 'mandatory',
+      maxShare: 0.5,
+      quotaFull: true,
+      want: {
+        blocked: true,
+        maxUnavailable: 0,
+        maxSurge: 0,
+        violation: {
+          message: /^1 change of fleet web \(web\/0\) cannot be rolled out: max-disruption allows no member out of Running at once and the owner quota leaves no room for a surge VM\.$/,
+          reason: /no member may leave Running: replacements are created first, one at a time/,
+          hint: "Raise max-disruption.maxShare in the stack's policyPack.config or free capacity or quota for a surge VM.",
+        },
+      },
+    },
+  ];
+  it.each(cases)('$name', ({ count = 3, rollout, rule: r, maxShare, quotaFull, want }) => {
+    const pack = makePack({ 'owner-quota': 'mandatory', ...(r ? { 'max-disruption': r } : {}) });
+    pack.rules.get('owner-quota')!.config.limits = { 'team-a': { vms: quotaFull ? count : 100 } };
+    if (r) pack.rules.get('max-disruption')!.config.maxShare = maxShare;
+    const web = makeFleet('web', { count, owner: 'team-a', image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
+    const rows = Array.from({ length: count }, (_, i) => vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' }));
+    const p = computePlan({
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
+      pack,
+      fleets: [web],
+      record: rows,
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+      policy: defaultPolicy,
+      id: 'k8s',
+    });
+    const ro = p.rollouts?.[0];
+    expect(p.blocked).toBe(want.blocked);
+    expect(ro).toMatchObject({ maxUnavailable: want.maxUnavailable, maxSurge: want.maxSurge });
+    if (want.waves) {
+      expect(ro!.waves.map((w) => [w.members.length, w.unavailable, w.surge])).toEqual(want.waves);
+      // A surge VM is exactly a replace whose new VM is created first; the rest take their old VM out first.
+      const surged = want.waves.reduce((n, w) => n + w[2], 0);
+      expect(p.changes.filter((c) => c.replaceOrder === 'create-before-delete')).toHaveLength(surged);
+      expect(p.changes.filter((c) => c.replaceOrder === 'delete-before-create')).toHaveLength(count - surged);
+      // The plan says why.
+      expect(ro!.reason).toMatch(want.reason!);
+      expect(p.policy.violations.filter((v) => v.level === 'mandatory')).toEqual([]);
+    }
+    if (want.violation) {
+      expect(ro!.waves).toEqual([]);
+      expect(ro!.reason).toMatch(want.violation.reason);
+      const v = p.policy.violations.filter((x) => x.level === 'mandatory');
+      expect(v).toEqual([{ policy: 'max-disruption', level: 'mandatory', address: 'web', message: expect.stringMatching(want.violation.message), hint: want.violation.hint }]);
     }
   });
 });

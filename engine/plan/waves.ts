@@ -69,8 +69,17 @@ export interface RolloutSettings {
   maxUnavailable: number;
   maxSurge: number;
   failureThreshold: number;
-  /** Both came out 0 (a fleet smaller than 1 / maxShare): one member per wave, by a surge VM where it can be. */
+  /**
+   * Both came out 0 with no maxSurge in the spec (a fleet smaller than 1 / maxShare): one member per wave, by a
+   * surge VM where it can be (Kubernetes' default maxSurge, 25% rounded up, gives a small fleet 1).
+   */
   oneAtATime: boolean;
+  /**
+   * Both came out 0 with a maxSurge in the spec (0, or `1%` of a few) and Kubernetes' rule (maxUnavailable 1,
+   * maxSurge stays 0) was vetoed by a mandatory max-disruption that allows no member out: no wave can take a
+   * member out, and the plan is blocked at plan time, saying so.
+   */
+  bothZeroVetoed: boolean;
   /** Where maxUnavailable came from: the spec's setting, or the max-disruption rule (its share, or lowered by it). */
   unavailableFrom: 'spec' | 'max-disruption';
   notes: string[];
@@ -80,9 +89,15 @@ export interface RolloutSettings {
  * A fleet's rollout settings as counts: the spec's, or the max-disruption
  * rule's share of `count` (all members when the rule is disabled); a
  * mandatory rule lowers maxUnavailable to what it allows of the `serving`
- * members. Both zero (a small fleet, or a rule that allows none): one
+ * members. Both zero with no maxSurge in the spec (a small fleet): one
  * member per wave, replaced by a surge VM where its data center has room,
- * else (advisory rule only) taken out of service.
+ * else (advisory rule only) taken out of service, as Kubernetes' default
+ * maxSurge (25%, rounded up) gives a small fleet 1. Both zero with a
+ * maxSurge in the spec (0, `1%` of a few): Kubernetes' rule, maxUnavailable
+ * 1 and maxSurge stays 0 (the spec said no extra VM: often an owner quota),
+ * so one member at a time is taken out; unless a mandatory max-disruption
+ * allows none out, which vetoes it and leaves both 0 (`bothZeroVetoed`): the
+ * waves then block the plan.
  * Undefined when neither the spec nor the rule asks for a rollout (the rule
  * disabled, no spec.rollout): the change is made at once, as before rollouts.
  */
@@ -114,11 +129,13 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
       notes.push(`lowered to ${maxUnavailable}: ${leavingForGood} deleted beside its waves (maxShare ${rule.maxShare} of ${serving} ${rule.state})`);
     }
   }
+  /** What a mandatory rule allows out at once (Infinity: no mandatory rule). */
+  let allowed = Infinity;
   if (rule.enforcement === 'mandatory') {
     // The rule counts the members deleted beside the widest wave. When they alone are more than it allows, it
     // blocks the plan itself: the waves keep its share rather than add a second finding.
     const share = Math.floor(rule.maxShare * serving + 1e-9);
-    const allowed = leavingForGood <= share ? share - leavingForGood : share;
+    allowed = leavingForGood <= share ? share - leavingForGood : share;
     if (maxUnavailable > allowed) {
       maxUnavailable = allowed;
       unavailableFrom = 'max-disruption';
@@ -131,7 +148,10 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
     notes.push(`maxSurge ${showAmount(r.maxSurge)}${typeof r.maxSurge === 'string' ? ` of ${n}` : ''} from the spec`);
   }
   let oneAtATime = false;
-  if (maxUnavailable === 0 && maxSurge === 0) {
+  let bothZeroVetoed = false;
+  if (maxUnavailable === 0 && maxSurge === 0 && r.maxSurge === undefined) {
+    // No maxSurge in the spec: Kubernetes' default (25%, rounded up) would give a small fleet 1, so a replace keeps
+    // its member serving by a new VM first (a one-VM fleet's image change has no downtime), one member per wave.
     oneAtATime = true;
     maxSurge = 1;
     if (rule.enforcement === 'mandatory') {
@@ -140,6 +160,17 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
     } else {
       maxUnavailable = 1;
       notes.push('one member at a time, replaced by a surge VM where there is room');
+    }
+  } else if (maxUnavailable === 0 && maxSurge === 0) {
+    // The spec's maxSurge resolves to 0: Kubernetes' Deployment rule (ResolveFenceposts), maxUnavailable 1 and
+    // maxSurge stays 0. A surge VM here would be a VM the user did not allow (maxSurge 0 is often an owner quota's).
+    if (allowed >= 1) {
+      maxUnavailable = 1;
+      notes.push('maxUnavailable and maxSurge both resolve to 0: maxUnavailable 1, as Kubernetes does (maxSurge stays 0, no extra VM)');
+    } else {
+      bothZeroVetoed = true;
+      unavailableFrom = 'max-disruption';
+      notes.push(`maxUnavailable and maxSurge both resolve to 0: the maxUnavailable 1 Kubernetes would use is vetoed by mandatory max-disruption (maxShare ${rule.maxShare} of ${serving} ${rule.state} allows none out)`);
     }
   }
   const ft: RolloutAmount = r.failureThreshold ?? 1;
@@ -151,7 +182,7 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
         ? ` from the spec's ${showAmount(r.failureThreshold)} of ${waved} member${waved === 1 ? '' : 's'} changed`
         : ' from the spec';
   notes.push(`failureThreshold ${failureThreshold}${ftFrom}`);
-  return { maxUnavailable, maxSurge, failureThreshold, oneAtATime, unavailableFrom, notes };
+  return { maxUnavailable, maxSurge, failureThreshold, oneAtATime, bothZeroVetoed, unavailableFrom, notes };
 }
 
 /** How many more VMs of `size` fit in what is left of a data center (Infinity with no limit). */
@@ -298,7 +329,7 @@ export function assignWaves(input: WaveInput): WaveResult {
     // Apply holds a wave to maxUnavailable less the places its failed members hold: the lost ones hold theirs
     // through the rollout, so the rollout's maxUnavailable is what they leave.
     const maxUnavailable = Math.max(0, settings.maxUnavailable - lost);
-    if (lost > 0) settings.notes.splice(Math.max(1, settings.notes.findIndex((n) => /^(maxSurge|failureThreshold|one member|no member)/.test(n))), 0, `lowered to ${maxUnavailable}: ${lost} member${lost === 1 ? ' is' : 's are'} out of ${state} and this plan leaves ${lost === 1 ? 'it' : 'them'} so`);
+    if (lost > 0) settings.notes.splice(Math.max(1, settings.notes.findIndex((n) => /^(maxSurge|failureThreshold|one member|no member|maxUnavailable and maxSurge both)/.test(n))), 0, `lowered to ${maxUnavailable}: ${lost} member${lost === 1 ? ' is' : 's are'} out of ${state} and this plan leaves ${lost === 1 ? 'it' : 'them'} so`);
     const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge, surging)) : 0;
     if (surgeQuota < settings.maxSurge) settings.notes.push(`maxSurge ${settings.maxSurge} lowered to ${surgeQuota} by the owner quota`);
 
@@ -389,13 +420,21 @@ export function assignWaves(input: WaveInput): WaveResult {
       // Only a resize or transition can be made a replace instead; only a replace can use the room a surge VM needs.
       const orReplace = notReplace ? ', or make the change a replace (fleet plan --replace ADDRESS)' : '';
       const anyReplace = queue.some((c) => c.action === 'replace');
+      // With no maxSurge at all (both resolved to 0, Kubernetes' maxUnavailable 1 vetoed), room is not what is missing.
       const orRoom = (first: string) =>
-        anyReplace ? `${first}${orReplace ? ',' : ' or'} free capacity or quota for a surge VM${orReplace}.` : `${first}${orReplace}.`;
+        !anyReplace
+          ? `${first}${orReplace}.`
+          : settings.maxSurge === 0
+            ? `${first}${orReplace ? ',' : ' or'} give fleet ${fleet}'s spec a rollout.maxSurge of at least 1, so that a replace creates its new VM before the old one goes (with room and quota for it)${orReplace}.`
+            : `${first}${orReplace ? ',' : ' or'} free capacity or quota for a surge VM${orReplace}.`;
+      const bothZero = settings.bothZeroVetoed
+        ? `maxUnavailable and maxSurge both resolve to 0 for its ${members} member${members === 1 ? '' : 's'}, and the maxUnavailable 1 Kubernetes' rule then uses is vetoed: `
+        : '';
       violations.push({
         policy: bySpec ? 'rollout' : 'max-disruption',
         level: 'mandatory',
         address: fleet,
-        message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: ${bySpec ? `spec.rollout.maxUnavailable ${showAmount(spec.rollout.maxUnavailable!)}` : 'max-disruption'} allows no member out of ${state} at once${why}.`,
+        message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: ${bothZero}${bySpec ? `spec.rollout.maxUnavailable ${showAmount(spec.rollout.maxUnavailable!)}` : 'max-disruption'} allows no member out of ${state} at once${why}.`,
         hint: orRoom(bySpec ? `Allow rollout.maxUnavailable at least 1 in fleet ${fleet}'s spec` : "Raise max-disruption.maxShare in the stack's policyPack.config") + deposedHint(deposed, shortDcs),
       });
     }

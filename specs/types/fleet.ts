@@ -5,7 +5,7 @@
  */
 export type RolloutAmount = number | string;
 /**
- * Most extra VMs a rollout may add, to create a member's replacement before deleting the old VM: a count, or a percentage of `count` rounded up. Bounded by quota and data center capacity. Default 0.
+ * Most extra VMs a rollout may add, to create a member's replacement before deleting the old VM: a count, or a percentage of `count` rounded up. Bounded by quota and data center capacity. Default 0, except where maxUnavailable resolves to 0 too: then 1, one member per wave (set 0 for Kubernetes' rule instead: maxUnavailable 1, no extra VM; docs/rollouts.md).
  */
 export type RolloutAmount1 = number | string;
 /**

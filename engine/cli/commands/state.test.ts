@@ -602,3 +602,54 @@ describe.runIf(testPostgresUrl())('an empty PostgreSQL database', () => {
     }
   });
 });
+
+describe('what the record holds, echoed by a command, is shown escaped', () => {
+  // `fleet state list` escaped its cells, but the result lines of `fleet unlock`, `fleet state show` and `fleet
+  // state rm` printed a lock's holder and plan id, a VM's image and cloud id as the record holds them: written by
+  // another team's apply on a shared PostgreSQL record, or by a data center (a cloud id), an escape sequence in one
+  // acted on the terminal or CI log (cleared it, retitled it, forged a line).
+  const url = () => `pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`;
+  // Control characters other than a newline, and the right-to-left override.
+  const unseen = (s: string) => [...s].some((c) => (c < ' ' && c !== '\n') || c === '\u007f' || c === '\u202e');
+  const cases: { name: string; seed: (r: Awaited<ReturnType<typeof openRecord>>) => Promise<string[]>; shown: string }[] = [
+    {
+      name: 'fleet unlock: the lock holder and its plan id',
+      seed: async (r) => {
+        const l = await r.acquireLocks('clitest', ['esc-lock'], { who: 'ci\u001b[2J', host: 'runner\u202e7', pid: 999_999, planId: 'plan\u001b]0;owned\u0007' }, { leaseMs: 1_000 });
+        return ['unlock', l.lockId];
+      },
+      shown: 'ci\\u001B[2J@runner\\u202E7',
+    },
+    {
+      name: 'fleet state show: the VM its data center named',
+      seed: async (r) => {
+        const v = await r.insertVm(vm('esc-show', 0, { image: 'img\u001b[31m' }), { actor: 'alice' });
+        await r.transitionVm(v.id, v.version, 'BeingCreated', { actor: 'authority' }, { cloudId: 'i-\u001b[2Jshow', realImage: 'ami\u0007' });
+        return ['state', 'show', 'esc-show/0'];
+      },
+      shown: 'i-\\u001B[2Jshow',
+    },
+    {
+      name: 'fleet state rm: the cloud id it left in its data center',
+      seed: async (r) => {
+        const v = await r.insertVm(vm('esc-rm', 0), { actor: 'alice' });
+        await r.transitionVm(v.id, v.version, 'BeingCreated', { actor: 'authority' }, { cloudId: 'i-\u001b[2Jrm' });
+        return ['state', 'rm', 'esc-rm/0'];
+      },
+      shown: 'i-\\u001B[2Jrm',
+    },
+  ];
+  it.each(cases)('$name', async ({ seed, shown }) => {
+    const r = await openRecord(url());
+    let args: string[];
+    try {
+      args = await seed(r);
+    } finally {
+      await r.close();
+    }
+    const out = await runCli(args, { cwd: root });
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toContain(shown);
+    expect(unseen(out.stdout), out.stdout).toBe(false);
+  });
+});

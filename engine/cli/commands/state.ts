@@ -107,14 +107,19 @@ async function planWants(io: CliIO, opts: RecordCliOptions, fleets?: readonly st
   };
 }
 
-/** Prints a record command's result: `doc` (plus `diagnostics: []`) in JSON mode, else `text()`. */
+/**
+ * Prints a record command's result: `doc` (plus `diagnostics: []`) in JSON mode, else `text()`, its unseen
+ * characters escaped line by line: the text quotes what the record holds (a lock's holder and plan id, a VM's
+ * image and cloud id), written by other processes, other teams on a shared record, or a data center, and an escape
+ * sequence in one acted on the terminal (`fleet unlock`, `state show`, `state rm` printed them as they were).
+ */
 export function printResult(io: CliIO, mode: OutputMode, doc: Record<string, unknown>, text: () => string, diagnostics: Diagnostic[] = []): void {
   if (mode === 'json') {
     writeJson(io, { ...doc, diagnostics: sortDiagnostics([...diagnostics]) });
     return;
   }
   printDiagnostics(io, diagnostics);
-  io.stdout.write(text());
+  io.stdout.write(text().replace(/[^\n]+/g, escapeUnseen));
 }
 
 /** Simple aligned columns for text tables; a cell's unseen characters are escaped (a detail may come from a data center). */

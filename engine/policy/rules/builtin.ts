@@ -187,6 +187,7 @@ export const maxDisruptionRule: Rule = {
       brought: Map<number, number>;
     }
     const perFleet = new Map<string, Count>();
+    const rolled = new Set((plan.rollouts ?? []).map((r) => r.fleet));
     // Members summarised as unchanged serve on, and count among the fleet's serving members.
     const unchangedServing = new Map(plan.unchanged.map((u) => [u.fleet, u.states[state] ?? 0]));
     const count = (fleet: string): Count => {
@@ -221,6 +222,10 @@ export const maxDisruptionRule: Rule = {
       const forGood = c.action === 'delete' || c.to !== state;
       // A replace whose new VM runs first never takes the member out of service.
       const stays = c.action === 'replace' && c.replaceOrder === 'create-before-delete' && c.wave !== undefined;
+      // A change of a fleet that rolls out, left without a wave, is one its waves could not place (maxUnavailable 0,
+      // the spec's or this rule's, and no surge VM): the waves' own mandatory violation blocks the plan and says
+      // why. Counted here as well it added a second finding whose hint ("steps of at most 1 member") was wrong.
+      if (!forGood && c.wave === undefined && rolled.has(c.fleet)) continue;
       if (forGood || c.wave === undefined) n.atOnce++;
       else if (!stays) n.waves.set(c.wave, (n.waves.get(c.wave) ?? 0) + 1);
     }
