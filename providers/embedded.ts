@@ -126,6 +126,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
         errorRate: sim.errorRate,
         failCalls: sim.failCalls,
         hangCalls: sim.hangCalls,
+        gateFile: sim.gateFile,
         forgeBootTokens: sim.forgeBootTokens,
         seed: sim.seed,
         busyTimeoutMs: opts.busyTimeoutMs,

@@ -1,7 +1,7 @@
 // fleet apply end to end: real CLI (in-process), real PGlite record, the real
 // authority and sim DMZ clients over loopback HTTP, the default policy pack.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '../engine/apply/index.ts';
@@ -283,7 +283,7 @@ describe('fleet refresh and plan --refresh', () => {
 describe('an apply killed with SIGKILL half-way', () => {
   let st: TempStack;
   beforeAll(async () => {
-    st = await tempStack({ latencyMs: 40, bootMs: 40 });
+    st = await tempStack({ latencyMs: 40, bootMs: 40, gate: true });
   });
   afterAll(async () => {
     await st?.remove();
@@ -291,6 +291,9 @@ describe('an apply killed with SIGKILL half-way', () => {
 
   it('converges when run again: every VM once, the record matches the data centers', async () => {
     await st.spec('big', fleetYaml('big', { count: 6 }));
+    // 8 calls go through (8 steps done at least, each answered call one), the rest are held (of 24): the apply is
+    // still running when it is killed after its 8th step, whatever the machine's load.
+    await writeFile(st.gate, JSON.stringify({ calls: 8 }));
     let doneSteps = 0;
     const killed = await applyChild(st.dir, 2, {
       onEvent: (e, child) => {
@@ -298,6 +301,7 @@ describe('an apply killed with SIGKILL half-way', () => {
       },
     });
     expect(killed.signal).toBe('SIGKILL');
+    await rm(st.gate);
 
     const before = await world(st.dir);
     expect(before.vms.length).toBeGreaterThan(0);
@@ -315,10 +319,12 @@ describe('an apply killed with SIGKILL half-way', () => {
   });
 });
 
+// The gate (sim gateFile) holds every cloud call until the test lets it go: the apply is certainly mid-apply, its
+// first members in flight, when the Ctrl-C comes (a loaded machine could let it end first, and exit 0).
 describe('fleet apply interrupted with Ctrl-C', () => {
   let st: TempStack;
   beforeAll(async () => {
-    st = await tempStack();
+    st = await tempStack({ gate: true });
   });
   afterAll(async () => {
     await st?.remove();
@@ -326,10 +332,18 @@ describe('fleet apply interrupted with Ctrl-C', () => {
 
   it('lets the VMs in flight finish, starts no more, exits 130, and the next apply does the rest', async () => {
     await st.spec('calm', fleetYaml('calm', { count: 8 }));
+    await writeFile(st.gate, JSON.stringify({ calls: 0 }));
     let sent = false;
+    let heard = false;
     const { code, stderr, events } = await applyChild(st.dir, 1, {
       onEvent: (e, child) => {
         if (!sent && e.type === 'step' && e.status === 'done') sent = child.kill('SIGINT');
+      },
+      // Its calls go on once it has said it starts no more VMs: the VMs in flight finish.
+      onStderr: (text) => {
+        if (heard || !text.includes('SIGINT: no further VM')) return;
+        heard = true;
+        void rm(st.gate);
       },
     });
     expect(code, stderr).toBe(130);
@@ -353,6 +367,8 @@ describe('fleet apply interrupted with Ctrl-C', () => {
 
   it('a second Ctrl-C stops at once; the next apply notes what was in flight and converges', async () => {
     await st.spec('calm', fleetYaml('calm', { count: 14 }));
+    // Held until after the second Ctrl-C: the VMs in flight cannot finish first (exit 130 without "stopping now").
+    await writeFile(st.gate, JSON.stringify({ calls: 0 }));
     let sent = false;
     let again = false;
     const { code, stderr } = await applyChild(st.dir, 2, {
@@ -366,6 +382,7 @@ describe('fleet apply interrupted with Ctrl-C', () => {
     });
     expect(code, stderr).toBe(130);
     expect(stderr).toContain('SIGINT again: stopping now');
+    await rm(st.gate);
 
     const r = await runCli(['apply', '--yes', '--stack', st.dir], { cwd: REPO });
     expect(r.code, r.stderr).toBe(0);

@@ -17,6 +17,17 @@
 //   the apply's own record calls retry (engine/apply/record-retry.ts), it
 //   exits 0 without a re-run.
 //
+// Every kill lands mid-apply, by construction: the sims' gate file (sim
+// gateFile, providers/drivers/sim/gate.ts) lets the calls of the first steps
+// through and holds the next ones unanswered, so the apply cannot end on its
+// own before the kill, and each case checks that the kill is what ended it
+// (exit code null). Without it a loaded machine let the apply end before the
+// test read its step and killed it: the case then passed having killed
+// nothing. Each kill point runs twice: the held calls not carried out (the
+// request lost), and carried out with only their answers held (the cloud did
+// it, the apply never heard). Deployed, the gate is removed after the kill,
+// and the killed apply's held runs go on at the DMZ client.
+//
 // Kill points during boot, found from the events (not a sleep): once the
 // first boot step is done (its agent booting for BOOT_LONG_MS; deployed: the
 // DMZ client killed with the CLI), and, deployed, the very moment the
@@ -27,7 +38,7 @@
 // CI runs a few kill points per mode; FLEET_CRASH_FULL=1 runs one per step
 // and prints the figures (`npm run bench:crash`).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -48,6 +59,22 @@ const STEPS = COUNT * 6;
 const BOOT_MS = 300;
 const CI_POINTS = [2, Math.floor(STEPS / 2), STEPS - 2];
 const POINTS = FULL ? Array.from({ length: STEPS - 1 }, (_, i) => i + 1) : CI_POINTS;
+/** How the gate holds the calls after a kill point: before they act, or carried out with only their answers held. */
+const HOLDS = ['request held', 'answer held'] as const;
+type Hold = (typeof HOLDS)[number];
+const KILLS = POINTS.flatMap((point) => HOLDS.map((hold) => [point, hold] as const));
+
+/**
+ * The gate (sim gateFile) of a kill "after step `point`": a member's first two steps (its create, Requested ->
+ * BeingCreated) make no cloud call and each later one makes one, and every member starts at once (parallelism 10 >
+ * COUNT); so letting point - 2 * COUNT calls through (none for an earlier point) takes the apply to step `point`
+ * and holds it there, mid-call, never to end on its own (point < STEPS: a call is left).
+ */
+function gateAfter(point: number, hold: Hold = 'request held'): string {
+  return JSON.stringify({ calls: Math.max(0, point - 2 * COUNT), ...(hold === 'answer held' ? { acted: true } : {}) });
+}
+/** The gate of a kill during boot: 3 calls per member (create, power on, boot) go through; a boot is done before they are used up (a member with no boot done has had 2 at most), and an awaitReady is left held. */
+const GATE_BOOT = JSON.stringify({ calls: 3 * COUNT });
 
 const FLEET_BIN = join(REPO, 'bin', 'fleet.mjs');
 
@@ -66,7 +93,7 @@ interface Exit {
 function fleet(
   args: string[],
   env: NodeJS.ProcessEnv,
-  opts: { killAfterDone?: number; onDone?: (n: number) => void; killWhen?: (event: StepEvent) => boolean; also?: () => void; started?: (child: ChildProcess) => void } = {},
+  opts: { killAfterDone?: number; onDone?: (n: number, stdout: string) => void; killWhen?: (event: StepEvent) => boolean; also?: () => void; started?: (child: ChildProcess) => void; onStderr?: (text: string) => void } = {},
 ): Promise<Exit & { killed: boolean }> {
   const t0 = performance.now();
   const child = spawn(process.execPath, [FLEET_BIN, ...args], { cwd: REPO, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -78,7 +105,7 @@ function fleet(
   child.stdout!.on('data', (c: Buffer) => {
     stdout += c.toString();
     done = stdout.split('\n').filter((l) => l.includes('"type":"step"') && l.includes('"status":"done"')).length;
-    opts.onDone?.(done);
+    opts.onDone?.(done, stdout);
     if (opts.killWhen && !killed && events(stdout).some(opts.killWhen)) {
       killed = true;
       opts.also?.();
@@ -90,7 +117,10 @@ function fleet(
       child.kill('SIGKILL');
     }
   });
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+    opts.onStderr?.(stderr);
+  });
   return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr, killed, ms: Math.round(performance.now() - t0) })));
 }
 
@@ -175,8 +205,6 @@ async function converged(stack: TempStack, recordUrl: string, stackName: string,
 /** Kill point "during boot": the first boot step (PoweredOn -> Starting) done; its VM's agent boots for BOOT_LONG_MS. */
 const bootDone = (e: StepEvent) => e.operation === 'boot' && e.status === 'done';
 const BOOT_LONG_MS = 3_000;
-/** The boot of the "edges approved ahead" case: longer than a re-run takes to start on a loaded machine, shorter than its 10 s wait for them. */
-const STRAY_BOOT_MS = 8_000;
 
 /** The VMs of the record by id: address and state, read between the kill and the re-run. */
 async function recordStates(recordUrl: string, stackName: string): Promise<Map<string, { address: string; state: string }>> {
@@ -290,13 +318,16 @@ afterAll(() => {
 });
 
 describe('crash harness: embedded data centers (PGlite record, sims in the CLI)', () => {
-  it.each(POINTS)('killed after step %i, converges in one re-run', async (point) => {
-    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS });
+  it.each(KILLS)('killed after step %i (%s), converges in one re-run', async (point, hold) => {
+    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS, gate: true });
     try {
       await stack.spec('web', fleetYaml('web', { count: COUNT }));
       const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '60000' };
+      await writeFile(stack.gate, gateAfter(point, hold));
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', stack.dir], env, { killAfterDone: point });
       expect(first.killed, `the apply ended before step ${point}: ${first.stderr}`).toBe(true);
+      expect(first.code, 'the apply ended on its own, not by the kill').toBeNull();
+      await rm(stack.gate);
       const again = await fleet(['apply', '--yes', '--stack', stack.dir], env);
       expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
       figures.push({ mode: 'embedded', point, killedAfterMs: first.ms, rerunMs: again.ms });
@@ -347,15 +378,18 @@ describe('a re-run given --lock-timeout (embedded)', () => {
 // refused re-run holds the plan's locks (a live apply of the plan would too), so it knows that apply is gone.
 describe('a saved plan killed mid-apply (embedded)', () => {
   it('applied again: refused as applied in part already, naming the way on, the killed apply recorded interrupted with its unanswered steps closed; a fresh apply converges in one re-run', async () => {
-    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS });
+    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS, gate: true });
     try {
       await stack.spec('web', fleetYaml('web', { count: COUNT }));
       const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '60000' };
       const file = join(stack.dir, 'plan.json');
       const plan = await fleet(['plan', '--out', file, '--stack', stack.dir], env);
       expect(plan.code, plan.stderr).toBe(0);
+      await writeFile(stack.gate, gateAfter(CI_POINTS[1]));
       const first = await fleet(['apply', file, '--format', 'json', '--stack', stack.dir], env, { killAfterDone: CI_POINTS[1] });
       expect(first.killed, `the apply ended before step ${CI_POINTS[1]}: ${first.stderr}`).toBe(true);
+      expect(first.code, 'the apply ended on its own, not by the kill').toBeNull();
+      await rm(stack.gate);
       const id = (JSON.parse(await readFile(file, 'utf8')) as { id: string }).id;
       const recordUrl = `pglite://${join(stack.dir, '.fleet', 'record')}`;
       const applies = async () => {
@@ -397,13 +431,17 @@ describe('a saved plan killed mid-apply (embedded)', () => {
 // every one was closed `failed`, carried out or not. Embedded: the sims die with the CLI, so nothing lands after.
 describe("kill -9 while a member's done rows are held (embedded)", () => {
   it('the re-run converges and closes every step left started as the record shows it: done when carried out, failed otherwise', async () => {
-    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS });
+    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS, gate: true });
     try {
       await stack.spec('web', fleetYaml('web', { count: COUNT }));
       const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '60000' };
       const recordUrl = `pglite://${join(stack.dir, '.fleet', 'record')}`;
+      // Only the apply's last call is held: it runs as it would, and cannot end before the kill.
+      await writeFile(stack.gate, JSON.stringify({ calls: 4 * COUNT - 1 }));
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', stack.dir], env, { killWhen: (e) => e.status === 'done' });
       expect(first.killed, `the apply ended before a step was done: ${first.stderr}`).toBe(true);
+      expect(first.code, 'the apply ended on its own, not by the kill').toBeNull();
+      await rm(stack.gate);
       const id = (JSON.parse(first.stdout.split('\n').find((l) => l.includes('"type":"start"'))!) as { planId: string }).planId;
       const again = await fleet(['apply', '--yes', '--stack', stack.dir], env);
       expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
@@ -430,13 +468,16 @@ describe("kill -9 while a member's done rows are held (embedded)", () => {
 
 describe('kill -9 during boot (embedded): one re-run resumes the boots', () => {
   it('killed once the first boot is done (agents booting), the re-run only awaits them: every VM once, record == data centers, exit 0', async () => {
-    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_LONG_MS });
+    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_LONG_MS, gate: true });
     try {
       await stack.spec('web', fleetYaml('web', { count: COUNT }));
       const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '60000' };
       const recordUrl = `pglite://${join(stack.dir, '.fleet', 'record')}`;
+      await writeFile(stack.gate, GATE_BOOT);
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', stack.dir], env, { killWhen: bootDone });
       expect(first.killed, `the apply ended before a boot: ${first.stderr}`).toBe(true);
+      expect(first.code, 'the apply ended on its own, not by the kill').toBeNull();
+      await rm(stack.gate);
       // The kill came during boot: the sims hold VMs whose agents were still booting.
       const booting = await bootingNow(stack, ['miami', 'richmond']);
       expect(booting.length).toBeGreaterThanOrEqual(1);
@@ -459,7 +500,7 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
   async function deployed(
     bootMs = BOOT_MS,
   ): Promise<{ stack: TempStack; recordUrl: string; env: NodeJS.ProcessEnv; dmzPort: number; releaseDmzPort: () => Promise<void>; close: () => Promise<void> }> {
-    const stack = await tempStack({ latencyMs: 2, bootMs, name: 'crashdep' });
+    const stack = await tempStack({ latencyMs: 2, bootMs, name: 'crashdep', gate: true });
     const db = await createTestDatabase(pg!);
     // Held until the DMZ client is started on it (services): the authority, started first on port 0, cannot take it.
     const dmzHeld = await holdPort();
@@ -508,13 +549,17 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     };
   }
 
-  it.each(POINTS)('killed after step %i, its runs still at the DMZ client: converges in one re-run', async (point) => {
+  it.each(KILLS)('killed after step %i (%s), its runs still at the DMZ client: converges in one re-run', async (point, hold) => {
     const d = await deployed();
     const svc = await services(d);
     try {
       await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
+      await writeFile(d.stack.gate, gateAfter(point, hold));
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, { killAfterDone: point });
       expect(first.killed, `the apply ended before step ${point}: ${first.stderr}`).toBe(true);
+      expect(first.code, 'the apply ended on its own, not by the kill').toBeNull();
+      // The killed apply's held runs go on at the DMZ client while the re-run starts.
+      await rm(d.stack.gate);
       const again = await fleet(['apply', '--yes', '--stack', d.stack.dir], d.env);
       expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
       figures.push({ mode: 'deployed', point, killedAfterMs: first.ms, rerunMs: again.ms });
@@ -540,11 +585,15 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     await d.releaseDmzPort();
     let dmz = await serve(dmzArgs, d.env);
     let restarted: Promise<void> | undefined;
+    let endedBefore: boolean | undefined;
     try {
       await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
+      // The apply is held at step `point` until the process is up again: the outage certainly comes mid-apply.
+      await writeFile(d.stack.gate, gateAfter(point));
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, {
-        onDone: (n) => {
+        onDone: (n, stdout) => {
           if (n < point || restarted) return;
+          endedBefore = stdout.includes('"type":"summary"');
           // SIGKILL mid-apply: the authority's transactions in flight roll back, the DMZ client's
           // runs and the sim's agents die with it; a new process takes the same port.
           restarted =
@@ -555,10 +604,12 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
               : dmz.stop().then(async () => {
                   dmz = await serve(dmzArgs, d.env);
                 });
+          restarted = restarted.then(() => rm(d.stack.gate));
         },
       });
       expect(restarted, `the apply ended before step ${point}: ${first.stderr}`).toBeDefined();
       await restarted;
+      expect(endedBefore, 'the apply had ended before the restart').toBe(false);
       // The restart takes a second or two, well within the retry budget: the apply rides it out.
       // Before (the authority): a step carried out behind one whose report the outage cut answered
       // 409 earlier-step-failed, and its member failed (5 of 23 kill points in one run).
@@ -580,16 +631,22 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     await writeFile(file, (await readFile(file, 'utf8')).replace(d.recordUrl, proxy.url));
     const svc = await services(d);
     let cut = false;
+    let endedBefore: boolean | undefined;
     try {
       await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
+      // The apply is held at step `point` until the cut has begun: the outage certainly comes mid-apply.
+      await writeFile(d.stack.gate, gateAfter(point));
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, {
-        onDone: (n) => {
+        onDone: (n, stdout) => {
           if (n < point || cut) return;
           cut = true;
+          endedBefore = stdout.includes('"type":"summary"');
           proxy.cut(1000);
+          void rm(d.stack.gate);
         },
       });
       expect(cut, `the apply ended before step ${point}: ${first.stderr}`).toBe(true);
+      expect(endedBefore, 'the apply had ended before the cut').toBe(false);
       // The authority's pool reconnects, and the CLI retries its own record calls (journal, locks, run
       // bookkeeping) within its retry budget, each write idempotent. Before, those were not retried: the
       // apply stopped with record.unreachable and needed a re-run (7 of 23 points with FLEET_CRASH_FULL=1,
@@ -612,18 +669,28 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
 
   it('CLI killed once the first boot is done, its DMZ client carrying on with the edges approved ahead: the re-run waits for their reports before it plans, and converges', async () => {
     // Breaking the dead apply's lock fences its runs' next authorizations, not the edges the authority
-    // approved ahead (here the awaitReady of a VM booting for STRAY_BOOT_MS): a plan made before that
+    // approved ahead (here an awaitReady the gate holds): a plan made before that
     // edge's report asked for it again and saw it vetoed, or saw the record move under it.
-    // STRAY_BOOT_MS, not BOOT_LONG_MS (3 s): a re-run that took longer than the boot to start (a loaded
-    // CI machine) found the edges reported already and had nothing to wait for, and the note this case
-    // checks was not printed (seen in CI). 8 s is still inside the re-run's 10 s wait for them.
-    const d = await deployed(STRAY_BOOT_MS);
+    // The killed apply's held calls (an awaitReady at least) stay held at the DMZ client until the re-run says it
+    // waits for them: a re-run that took longer to start than the edges took to end (a loaded machine, even with
+    // 8 s boots: seen with 3 busy loops beside the tests) found them reported already, and the note this case
+    // checks was not printed.
+    const d = await deployed();
     const svc = await services(d);
     try {
       await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
+      await writeFile(d.stack.gate, GATE_BOOT);
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, { killWhen: bootDone });
       expect(first.killed, `the apply ended before a boot: ${first.stderr}`).toBe(true);
-      const again = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env);
+      expect(first.code, 'the apply ended on its own, not by the kill').toBeNull();
+      let released = false;
+      const again = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, {
+        onStderr: (text) => {
+          if (released || !/note: waiting up to 10 s for \d+ steps? the interrupted apply had approved/.test(text)) return;
+          released = true;
+          void rm(d.stack.gate);
+        },
+      });
       expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
       expect(again.stderr).toMatch(/note: waiting up to 10 s for \d+ steps? the interrupted apply had approved/);
       expect(again.stderr).toContain('note: they are done.');
@@ -650,9 +717,12 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     const svc = await services(d);
     try {
       await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
+      await writeFile(d.stack.gate, GATE_BOOT);
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, { killWhen: bootDone, also: () => void svc.stopDmz() });
       expect(first.killed, `the apply ended before a boot: ${first.stderr}`).toBe(true);
+      expect(first.code, 'the apply ended on its own, not by the kill').toBeNull();
       await svc.stopDmz();
+      await rm(d.stack.gate);
       const booting = await bootingNow(d.stack, ['miami']);
       expect(booting.length).toBeGreaterThanOrEqual(1);
       const before = await recordStates(d.recordUrl, 'crashdep');
@@ -714,12 +784,16 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
       await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
       const t0 = performance.now();
       // Take the DMZ client away once the apply is under way (its first step done): an outage longer than the old ~1.5 s of retries.
-      let underWay = () => {};
-      const going = new Promise<void>((r) => (underWay = r));
-      const applying = fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, { onDone: (n) => n >= 1 && underWay() });
-      await Promise.race([going, applying]);
+      // The apply is held at its first step (no call goes through) until the DMZ client is started again: the outage certainly comes mid-apply.
+      await writeFile(d.stack.gate, gateAfter(1));
+      let underWay = (_ended: boolean) => {};
+      const going = new Promise<boolean>((r) => (underWay = r));
+      const applying = fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, { onDone: (n, stdout) => n >= 1 && underWay(stdout.includes('"type":"summary"')) });
+      const endedBefore = await Promise.race([going, applying.then(() => true)]);
+      expect(endedBefore, 'the apply had ended before the DMZ client was stopped').toBe(false);
       await svc.stopDmz();
       await new Promise((res) => setTimeout(res, 3_000));
+      await rm(d.stack.gate);
       await svc.startDmz();
       const done = await applying;
       expect({ code: done.code, stderr: done.stderr.slice(0, 3000) }).toMatchObject({ code: 0 });

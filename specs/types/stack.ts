@@ -254,6 +254,10 @@ export interface SimSettings {
    */
   seed?: number;
   /**
+   * A test gate (the crash tests kill an apply at a known point with it): while this file exists it holds JSON `{"calls": N}`, or `{"calls": N, "acted": true}`, and every data center naming it shares it. Each call that changes a data center (createVm, powerOn, boot, awaitReady, shutdown, powerOff, resize, deleteVm) takes one of the N; once none is left, each later one is held, unanswered, until the file is removed. With `acted` a held call is carried out first and only its answer is held. An absolute path; reads (get, list) are never held.
+   */
+  gateFile?: string;
+  /**
    * A test fault: every VM's agent presents a made-up boot token instead of the one its boot edge issued, so the authority denies every boot. awaitReady then deletes the VM, unless deleteVm is in failCalls: the VM stays, powered off, and the step fails boot-denied saying it was not deleted yet (docs/recovery.md, BootFailed).
    */
   forgeBootTokens?: boolean;

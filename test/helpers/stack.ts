@@ -10,15 +10,21 @@ export const REPO = resolve(import.meta.dirname, '..', '..');
 
 export interface TempStack {
   dir: string;
+  /**
+   * The sims' gate file (sim gateFile, providers/drivers/sim/gate.ts), `<dir>/gate.json`: named in stack.yaml when
+   * tempStack was given `gate`; absent (every call goes through) until a test writes it.
+   */
+  gate: string;
   /** Writes (or with `null` removes) specs/<name>.yaml. */
   spec(name: string, yaml: string | null): Promise<void>;
   remove(): Promise<void>;
 }
 
-export async function tempStack(opts: { latencyMs?: number; bootMs?: number; extraDc?: string; name?: string } = {}): Promise<TempStack> {
+export async function tempStack(opts: { latencyMs?: number; bootMs?: number; extraDc?: string; name?: string; gate?: boolean } = {}): Promise<TempStack> {
   const dir = await mkdtemp(join(tmpdir(), 'fleet-stack-'));
   await mkdir(join(dir, 'specs'));
-  const sim = `{ latencyMs: ${opts.latencyMs ?? 1}, bootMs: ${opts.bootMs ?? 1} }`;
+  const gate = join(dir, 'gate.json');
+  const sim = `{ latencyMs: ${opts.latencyMs ?? 1}, bootMs: ${opts.bootMs ?? 1}${opts.gate ? `, gateFile: ${JSON.stringify(gate)}` : ''} }`;
   await writeFile(
     join(dir, 'stack.yaml'),
     `apiVersion: fleet/v1
@@ -49,6 +55,7 @@ spec:
   );
   return {
     dir,
+    gate,
     async spec(name, yaml) {
       const file = join(dir, 'specs', `${name}.yaml`);
       if (yaml === null) await rm(file, { force: true });
@@ -118,6 +125,9 @@ export function useTempStack(opts: Parameters<typeof tempStack>[0] = {}): TempSt
   return {
     get dir() {
       return get().dir;
+    },
+    get gate() {
+      return get().gate;
     },
     spec: (name, yaml) => get().spec(name, yaml),
     remove: () => get().remove(),

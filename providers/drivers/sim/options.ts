@@ -59,6 +59,12 @@ export interface SimOptions {
   forgeBootTokens?: boolean;
   /** A hung call (hangCalls) gives up after this with a `timeout` error, as a cloud SDK's request timeout does. Default: never. */
   callTimeoutMs?: number;
+  /**
+   * A test gate shared by the data centers naming it (gate.ts): a file holding `{"calls": N}` (and `"acted": true`
+   * to hold answers, not calls); each changing call takes one of the N, and the calls after them are held until the
+   * file is removed. Absent, or the file absent: no gate.
+   */
+  gateFile?: string;
   /** Seed of errorRate's PRNG. Default 1. */
   seed?: number;
   /**

@@ -412,6 +412,30 @@ describe('sim driver', () => {
     expect(first).toContain('ok');
   });
 
+  it('a gate file lets its calls through, shared by the data centers naming it, and holds the next ones (before they act, or acted: only their answers) until it is removed', async () => {
+    const gate = join(dir, 'gate.json');
+    const b = testCredentialKey('dc-b');
+    for (const acted of [false, true]) {
+      await writeFile(gate, JSON.stringify({ calls: 2, ...(acted ? { acted } : {}) }));
+      const a = await sim({ stateDir: join(dir, `a-${acted}`), gateFile: gate });
+      const other = await sim({ dataCenter: 'dc-b', stateDir: join(dir, `b-${acted}`), credentialKey: b, gateFile: gate });
+      const vm = await a.createVm(creds(), input());
+      await other.createVm(creds('dc-b'), input());
+      expect(JSON.parse(await readFile(gate, 'utf8'))).toEqual({ calls: 0, ...(acted ? { acted } : {}) });
+      let answered = false;
+      const held = a.powerOn(creds(), { vmId: vm.vmId, cloudId: vm.cloudId }).then((v) => ((answered = true), v));
+      // Reads are never held. Acted: the power-on is carried out (on disk), its answer held; else not carried out.
+      await vi.waitFor(async () => expect((await a.get(READ, { vmId: vm.vmId, cloudId: vm.cloudId }))?.power).toBe(acted ? 'on' : 'off'), { timeout: 5_000 });
+      if (acted) await vi.waitFor(async () => expect((await readSimState(join(dir, `a-${acted}`), 'dc-a')).vms[0]?.power).toBe('on'), { timeout: 5_000 });
+      expect(answered).toBe(false);
+      await rm(gate);
+      expect(await held).toMatchObject({ power: 'on' });
+    }
+    await writeFile(gate, 'three');
+    const c = await sim({ stateDir: join(dir, 'c'), gateFile: gate });
+    await expect(c.createVm(creds(), input())).rejects.toThrow(/the gate file .*gate.json \(sim.gateFile\) holds "three", not \{"calls": N\}/);
+  });
+
   it('seededRandom is repeatable', () => {
     const a = seededRandom(42);
     const b = seededRandom(42);

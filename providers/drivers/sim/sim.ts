@@ -11,6 +11,7 @@
 // VM's agent does at every boot (docs/recovery.md, "In-guest reboots and
 // power-offs").
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { scopedTokenProblem, sha256 } from '../../../protocol/index.ts';
 import { backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryPolicy } from '../../retry.ts';
@@ -28,6 +29,7 @@ import {
   type VmRef,
 } from '../types.ts';
 import { AgentHttp } from './agent-http.ts';
+import { takeTurn } from './gate.ts';
 import { SimLog } from './log.ts';
 import { SIM_READY_TIMEOUT_MS, simBootWindowMs, type SimOptions } from './options.ts';
 import type { SimVm } from './state-file.ts';
@@ -103,6 +105,34 @@ export class SimDriver implements Driver {
     this.events.setMaxListeners(0);
     this.log = new SimLog(o.dataCenter, file, logFile, vms, seq);
     for (const vm of vms) this.index(vm);
+    if (o.gateFile !== undefined) this.gated(o.gateFile);
+  }
+
+  /**
+   * Puts the gate file (SimOptions.gateFile) in front of every changing call: a call it holds waits, before it acts
+   * or (acted) before it answers, until the file is removed; a closed sim's held calls never answer.
+   */
+  private gated(file: string): void {
+    const self = this as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    for (const call of MUTATING) {
+      const own = self[call].bind(this);
+      self[call] = async (...args: unknown[]) => {
+        const turn = takeTurn(file, this.dataCenter);
+        if (turn === 'hold') await this.heldWhile(file);
+        try {
+          return await own(...args);
+        } finally {
+          if (turn === 'hold-answer') await this.heldWhile(file);
+        }
+      };
+    }
+  }
+
+  private async heldWhile(file: string): Promise<void> {
+    while (existsSync(file)) {
+      if (this.closed) await new Promise<never>(() => undefined);
+      await this.delay(10);
+    }
   }
 
   /** Writes (appends and snapshots) started (tests and benchmarks read it). */
