@@ -82,6 +82,16 @@ export function describeFetchError(err: unknown, timeoutMs: number, advice: TlsA
   const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `did not answer within ${timeoutMs} ms`;
   const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
+  // A certificate out of date or issued for other names is not fixed by another CA bundle: say what is wrong with it.
+  if (cause === 'CERT_HAS_EXPIRED') {
+    return `could not be reached: its TLS certificate (or one of its chain) has expired: renew it where the service runs (its --tls-cert), then restart it; a new CA bundle does not help (${cause}: ${e?.message ?? ''})`;
+  }
+  if (cause === 'CERT_NOT_YET_VALID') {
+    return `could not be reached: its TLS certificate (or one of its chain) is not valid yet: check the clocks of this machine and of the service, or issue the certificate with an earlier start (${cause}: ${e?.message ?? ''})`;
+  }
+  if (cause === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return `could not be reached: its TLS certificate was issued for other names than the address's host: give the address by a name the certificate holds, or reissue the certificate with this host among its names (subjectAltName) (${cause}: ${clip(e?.message ?? '', REASON_LIMIT)})`;
+  }
   if (cause && SERVER_CERT_UNTRUSTED.test(cause)) {
     return `could not be reached: its TLS certificate is not trusted; ${advice.untrusted} (${cause}: ${e?.message ?? ''})`;
   }

@@ -7,7 +7,8 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadServerTls, type ClientTls } from '../engine/transport/index.ts';
-import { EXPIRED, TestCa, writePemFiles } from '../engine/transport/testing.ts';
+import { EXPIRED, NOT_YET, TestCa, writePemFiles, type Pem } from '../engine/transport/testing.ts';
+import { DMZ_TLS_ADVICE, describeFetchError } from './fetch-errors.ts';
 import { send, sendTarget } from './http-send.ts';
 
 const ca = new TestCa();
@@ -17,6 +18,8 @@ const client = ca.issue({ cn: 'dmz-client miami', client: true });
 const rogueClient = rogue.issue({ cn: 'intruder', client: true });
 const expiredClient = ca.issue({ cn: 'old client', client: true, ...EXPIRED });
 const expiredServer = ca.issue({ cn: 'old server', ...EXPIRED });
+const earlyServer = ca.issue({ cn: 'early server', ...NOT_YET });
+const elsewhereServer = ca.issue({ cn: 'dmz.elsewhere.example', altNames: ['dmz.elsewhere.example'] });
 
 interface Served {
   server: Server;
@@ -94,6 +97,29 @@ describe('TLS between callers and services', () => {
   it('refused by the caller: the server certificate expired', async () => {
     await expect(get(expired.url, { ca: ca.cert })).rejects.toMatchObject({ code: 'CERT_HAS_EXPIRED' });
     expect(expired.handled).toBe(0);
+  });
+
+  // What the caller is told: a certificate out of date or for other names is no matter of the CA bundle (it said
+  // "not trusted; give the CA bundle that signed it as …caFile" for all three, though the CA given was the right one).
+  it.each<[string, () => Pem, RegExp]>([
+    ['expired', () => expiredServer, /^could not be reached: its TLS certificate \(or one of its chain\) has expired: renew it .*\(CERT_HAS_EXPIRED: /],
+    ['not valid yet', () => earlyServer, /^could not be reached: its TLS certificate \(or one of its chain\) is not valid yet: check the clocks .*\(CERT_NOT_YET_VALID: /],
+    ['issued for another host name', () => elsewhereServer, /^could not be reached: its TLS certificate was issued for other names than the address's host: .*\(ERR_TLS_CERT_ALTNAME_INVALID: .*127\.0\.0\.1/],
+  ])('the caller names what is wrong with a server certificate %s, signed by the CA it trusts', async (_name, pem, said) => {
+    const s = await serve({ cert: pem().cert, key: pem().key });
+    try {
+      const err = await get(s.url, { ca: ca.cert }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeDefined();
+      const why = describeFetchError(err, 5_000, DMZ_TLS_ADVICE);
+      expect(why).toMatch(said);
+      expect(why).not.toContain('caFile');
+      expect(s.handled).toBe(0);
+    } finally {
+      s.server.close();
+    }
   });
 
   it('plain http ignores TLS settings (loopback, embedded default)', () => {

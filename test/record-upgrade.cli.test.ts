@@ -103,10 +103,31 @@ describe.each(testBackends())('an older record on $name', (backend) => {
       const plan = await fleet(url, 'plan');
       expect(plan.code, plan.stderr).toBe(0);
       expect(await versionOf(backend, url)).toBe(SCHEMA_VERSION);
+      // And says so: older dmzfleets now refuse the record (it said nothing).
+      expect(plan.stderr).toContain('record.upgraded');
+      expect(plan.stderr).toContain(`from schema version ${OLDER} to ${SCHEMA_VERSION}`);
+      const again = await fleet(url, 'plan');
+      expect(again.stderr).not.toContain('record.upgraded');
     } finally {
       await drop();
     }
   });
+
+  it('`fleet apply` upgrades it and says so (record.upgraded), in text and in its JSON diagnostics', async () => {
+    const { url, drop } = await olderRecord(backend, OLDER);
+    try {
+      const apply = await fleet(url, 'apply', '--yes', '--format', 'json');
+      expect(apply.code, apply.stderr + apply.stdout).toBe(0);
+      expect(await versionOf(backend, url)).toBe(SCHEMA_VERSION);
+      expect(apply.stdout).toContain('record.upgraded');
+      expect(apply.stdout).toContain(`from schema version ${OLDER} to ${SCHEMA_VERSION}`);
+      const again = await fleet(url, 'apply', '--yes');
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stderr).not.toContain('record.upgraded');
+    } finally {
+      await drop();
+    }
+  }, 180_000);
 
   it.runIf(backend.name === 'postgres')('the dashboard does not upgrade it either', async () => {
     const { url, drop } = await olderRecord(backend, OLDER);

@@ -7,8 +7,10 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openRecord } from '../engine/record/index.ts';
-import { runCli } from './helpers/cli.ts';
-import { REPO, fleetYaml, tempStack } from './helpers/stack.ts';
+import { createSimDriver } from '../providers/drivers/sim/index.ts';
+import { signedCredentials, testCredentialKey } from '../providers/drivers/sim/testing.ts';
+import { runCli, type CliRun } from './helpers/cli.ts';
+import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
 
 /** The pid of a process that ran and is gone. */
 async function deadPid(): Promise<number> {
@@ -26,6 +28,21 @@ async function states(dir: string): Promise<Record<string, string>> {
   }
 }
 
+/** A stack whose fleet web of one VM is applied (Running), and `fleet` run on it. */
+async function webApplied(): Promise<{ st: TempStack; fleet: (...args: string[]) => Promise<CliRun> }> {
+  const st = await tempStack();
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  try {
+    await st.spec('web', fleetYaml('web', { count: 1 }));
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stderr).toBe(0);
+  } catch (err) {
+    await st.remove();
+    throw err;
+  }
+  return { st, fleet };
+}
+
 describe('a fleet lock a dead apply holds', () => {
   // holds: state rm is refused while it does (a lease run out holds nothing); breaksAtOnce: the next apply takes it.
   const holders = [
@@ -34,11 +51,8 @@ describe('a fleet lock a dead apply holds', () => {
     { name: 'an apply of another host whose lease still runs', host: () => 'elsewhere', leaseMs: 600_000, holds: true, breaksAtOnce: false },
   ];
   it.each(holders)('$name: state rm says how to release it, fleet unlock or the next apply does, and the apply converges', async ({ host, leaseMs, holds, breaksAtOnce }) => {
-    const st = await tempStack();
-    const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+    const { st, fleet } = await webApplied();
     try {
-      await st.spec('web', fleetYaml('web', { count: 1 }));
-      expect((await fleet('apply', '--yes')).code).toBe(0);
       const record = await openRecord(`pglite://${join(st.dir, '.fleet', 'record')}`);
       let lockId: string;
       try {
@@ -120,6 +134,54 @@ describe('a data center removed from stack.yaml while VMs live there', () => {
       expect(applied.code, applied.stdout + applied.stderr).toBe(0);
       expect(applied.stderr).not.toContain('plan.data-center-gone');
       expect(Object.values(await states(st.dir)).sort()).toEqual(want);
+      expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
+    } finally {
+      await st.remove();
+    }
+  }, 120_000);
+});
+
+// Before: a VM the record holds `Starting` whose boot ended while no apply awaited it (an apply that stopped
+// mid-boot: killed, or its record gone away past the agent's boot window, so the agent gave up) was planned
+// `Starting -> Running` (awaitReady) by the next apply, which failed it at once with the old boot's failure
+// ("boot endpoint unreachable …"), exit 1: only a third apply, from BootFailed, converged. The apply's check of
+// the cloud now records `Starting -> BootFailed` (drift) first, and the same apply recovers it along the pack's
+// recovery edges with a fresh boot.
+describe('a VM the record holds Starting whose boot ended unawaited', () => {
+  const cases = [
+    { name: 'its agent gave up, the VM left on (the sim: no boot endpoint answered)', powerOff: false },
+    { name: 'its agent gave up and powered the VM off (agent.sh)', powerOff: true },
+  ];
+  it.each(cases)('$name: one fleet apply converges', async ({ powerOff }) => {
+    const { st, fleet } = await webApplied();
+    try {
+      const record = await openRecord(`pglite://${join(st.dir, '.fleet', 'record')}`);
+      let vm;
+      try {
+        vm = (await record.findVm('e2e', 'web/0'))!;
+        await record.transitionVm(vm.id, vm.version, 'Starting', { actor: 'seed', outcome: 'drift', detail: 'seeded by the test' });
+      } finally {
+        await record.close();
+      }
+      // The data center's console: the VM booted again with a token, and no boot endpoint known to answer its agent.
+      const sim = await createSimDriver({ dataCenter: vm.dataCenter, stateDir: join(st.dir, '.fleet', 'sim', vm.dataCenter), latencyMs: 0, credentialKey: testCredentialKey(vm.dataCenter) });
+      try {
+        const creds = signedCredentials(vm.dataCenter);
+        const ref = { vmId: vm.id, cloudId: vm.cloudId! };
+        await sim.powerOff(creds, ref);
+        await sim.powerOn(creds, ref);
+        await sim.boot(creds, ref, { bootToken: 'a-token-of-a-boot-no-apply-awaits' });
+        const settled = await sim.waitSettled(vm.cloudId!);
+        expect(settled.observedState).toBe('BootFailed');
+        if (powerOff) expect((await sim.powerOff(creds, ref)).observedState).toBe('PoweredOff');
+      } finally {
+        await sim.close();
+      }
+      const applied = await fleet('apply', '--yes');
+      expect(applied.code, applied.stdout + applied.stderr).toBe(0);
+      expect(applied.stderr).toContain('apply.vm-drift');
+      expect(applied.stderr).toContain('Starting -> BootFailed');
+      expect(await states(st.dir)).toEqual({ 'web/0': `Running@${vm.dataCenter}` });
       expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
     } finally {
       await st.remove();

@@ -498,7 +498,11 @@ export async function recordCloudId(record: FleetRecord, vm: VmRow, a: ActualVm,
  * powered off, one edge away (PoweredOn -> PoweredOff), has that edge
  * recorded (outcome `drift`): the plan's boot from there failed at every
  * apply (`VM … is powered off; power it on before booting`), and leaving a
- * boot state never lets a boot through. A data center that does not answer
+ * boot state never lets a boot through. A VM the record holds in a boot state
+ * whose boot is over in its cloud (its agent failed, or the VM powered off
+ * with no edge back) has the edge into the failure state recorded (`drift`),
+ * so the plan made again recovers it instead of awaiting a boot that ended.
+ * A data center that does not answer
  * is left out (the apply fails there with its own diagnostic). Returns what
  * was recorded: `missing` (apply.vm-missing) and `recorded` (apply.vm-drift).
  */
@@ -549,6 +553,18 @@ export async function checkCloud(session: StackSession, vms: readonly VmRow[], o
           if (booting.includes(from) && a.power === 'off' && lc.allows(from, a.observedState) && !booting.includes(a.observedState) && !lc.failure.includes(a.observedState) && !lc.isTerminal(a.observedState)) {
             await session.record.transitionVm(vm.id, vm.version, a.observedState, { actor: opts.actor, outcome: 'drift', detail: `${why}: ${dc} reports ${a.observedState} (powered off), one edge from ${from}` });
             notes.push(`${dc} shows it ${a.observedState} (powered off) while the record held ${from}: recorded ${from} -> ${a.observedState}`);
+          } else if (booting.includes(from) && (a.agent === 'failed' || a.power === 'off')) {
+            // A boot that ended while no apply awaited it (the apply that started it killed, or its record gone past
+            // the agent's boot window): its agent gave up (and powered the VM off, as agent.sh does), or the VM was
+            // powered off mid-boot. The plan's awaitReady from here failed at once with that old failure, and only
+            // the apply after recovered it; recorded in the failure state one edge away, this apply recovers it along
+            // the pack's recovery edges with a fresh boot (or replaces it, its boot denied: the record says so).
+            const failed = lc.failure.find((f) => lc.allows(from, f));
+            if (failed !== undefined) {
+              const how = a.agent === 'failed' ? `its agent reports the boot failed${a.power === 'off' ? ', powered off' : ''}` : 'powered off mid-boot';
+              vm = await session.record.transitionVm(vm.id, vm.version, failed, { actor: opts.actor, outcome: 'drift', detail: `${why}: ${dc} shows it ${clip(a.observedState)} (${how}) while the record held ${from}` });
+              notes.push(`${dc} shows it ${clip(a.observedState)} (${how}) while the record held ${from}: recorded ${from} -> ${failed}`);
+            }
           }
           if (notes.length > 0) {
             out.push({ kind: 'recorded', dataCenter: dc, address: vm.address, recordState: from, actualState: a.observedState, detail: notes.join('; ') });

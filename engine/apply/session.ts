@@ -127,7 +127,10 @@ function clientTlsOf(stack: LoadedStack, dc: LoadedDataCenter, out: Diagnostic[]
 }
 
 export async function openSession(stackDir: string, opts: SessionOptions): Promise<StackSession> {
-  const { stack, pack, fleets, warnings } = await loadValidStack(stackDir, opts);
+  const loaded = await loadValidStack(stackDir, opts);
+  const { stack, pack, fleets } = loaded;
+  // The loader's (frozen), then the record's upgrade, if this open made one (record.upgraded).
+  const warnings = [...loaded.warnings];
   opts.beforeRecord?.(stack);
   // Read before the record is opened: a bad value creates nothing.
   const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
@@ -138,6 +141,7 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
     ...(opts.onRecordWait ? { waiting: opts.onRecordWait } : {}),
     ...(opts.existingRecord ? { existing: true } : {}),
     ...(opts.noUpgrade !== undefined ? { upgrade: false, noUpgradeWhy: opts.noUpgrade } : {}),
+    onUpgrade: (note) => warnings.push(note),
   });
   // The CLI's own record calls ride out a short outage of a PostgreSQL record
   // (record-retry.ts); the in-process authority below gets the record as it

@@ -145,9 +145,15 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   // there). It is refused instead (record.older-schema) unless only index migrations are missing; an empty database
   // is still made a record (the first plan).
   const server = isServerRecord(stack.recordUrl);
+  /** What the planning reports beside the plan: the record's upgrade (here), fleets left to their program (here), custom rules' timeouts (computePlan). */
+  const reported: Diagnostic[] = [];
   const record =
     opts.record ??
-    (await openRecord(stack.recordUrl, { readOnly: true, ...(server ? { upgrade: false, noUpgradeWhy: '`fleet plan` writes nothing to a PostgreSQL record, which other jobs share' } : {}) }));
+    (await openRecord(stack.recordUrl, {
+      readOnly: true,
+      onUpgrade: (note) => reported.push(note),
+      ...(server ? { upgrade: false, noUpgradeWhy: '`fleet plan` writes nothing to a PostgreSQL record, which other jobs share' } : {}),
+    }));
   let rows: PlanVmRow[];
   let usage: UsageRow[] | undefined;
   let unchanged: UnchangedRow[] = [];
@@ -157,8 +163,6 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   const protectedFleets: string[] = [];
   /** The record's protection of the fleets in scope it has rows of (a fleet change when a spec differs). */
   const fleetProtection: Record<string, boolean> = {};
-  /** What the planning reports beside the plan: fleets left to their program (here), custom rules' timeouts (computePlan). */
-  const reported: Diagnostic[] = [];
   try {
     const fleetRows = await record.listFleets(stack.name);
     const specNames = fleets.map((f) => f.name);

@@ -498,6 +498,10 @@ export async function migrate(
   const at = await db.query<{ app: string; schema_version: number }>('SELECT app, schema_version FROM meta WHERE id = 1').catch(() => []);
   if (at.length === 1 && at[0].app === APP && Number(at[0].schema_version) === target) return { from: target, to: target };
   return db.transaction(async (q) => {
+    // Read committed whatever the database's default_transaction_isolation: under repeatable read or serializable the
+    // snapshot is taken by the lock's statement, before it waits, so a second upgrader let in after the first one's
+    // commit read the old version and ran every migration again ("relation … already exists", a raw error).
+    await q.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
     await q.query('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK_KEY]);
     const from = await currentVersion(q, where);
     // A command that only reads or edits a record (state, history, unlock, refresh) makes none: in an empty
@@ -568,7 +572,18 @@ async function currentVersion(q: Queryable, where: { description: string; file?:
     fail('record.foreign-database', `${where.description} has a "meta" table that dmzfleet did not write; use an empty database for the record.`, loc);
   }
   const rows = await q.query<{ app: string; schema_version: number }>('SELECT app, schema_version FROM meta WHERE id = 1');
-  if (rows.length === 0) return 0;
+  // dmzfleet writes its meta row in the transaction that makes the table: a meta table without it is someone else's
+  // (migration 1's CREATE TABLE meta stopped on it with a raw "relation "meta" already exists").
+  if (rows.length === 0) {
+    const others = (await q.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'meta' ORDER BY table_name LIMIT 3`,
+    )).map((t) => t.table_name);
+    fail(
+      'record.foreign-database',
+      `${where.description} has a "meta" table but no dmzfleet record in it (no row${others.length > 0 ? `; other tables: ${others.join(', ')}` : ''}); use an empty database for the record.`,
+      loc,
+    );
+  }
   if (rows[0].app !== APP) {
     fail('record.foreign-database', `${where.description} belongs to "${rows[0].app}", not dmzfleet; use an empty database for the record.`, loc);
   }

@@ -1,6 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import { clipPath, fail } from '../diags/index.ts';
+import { clipPath, diag, fail, type Diagnostic } from '../diags/index.ts';
 import { redactUrl } from '../transport/tokens.ts';
 import { MIGRATIONS, migrate } from './migrations.ts';
 import { pgliteWasm, readPgliteBundle } from './pglite-wasm.ts';
@@ -94,6 +94,21 @@ export interface OpenRecordOptions extends OpenPgliteOptions {
   upgrade?: boolean;
   /** The command that refused to upgrade, named in record.older-schema (default: "This command only reads"). */
   noUpgradeWhy?: string;
+  /**
+   * Told record.upgraded (a warning) when this open upgraded an existing
+   * record's schema: the command says so (who upgraded, from which version),
+   * since every dmzfleet that knows only the older version now refuses it.
+   */
+  onUpgrade?: (note: Diagnostic) => void;
+}
+
+/** record.upgraded: the record `description` was upgraded from schema version `from` to `to` by this command. */
+export function recordUpgraded(description: string, from: number, to: number, file?: string): Diagnostic {
+  return diag(
+    'record.upgraded',
+    `this command upgraded the record ${description} from schema version ${from} to ${to}. dmzfleet versions that know only version ${from} now refuse it (record.newer-schema): move every job that uses it to this dmzfleet.`,
+    file !== undefined ? { file } : {},
+  );
 }
 
 /** Whether a record URL names a PostgreSQL server (a record others may share), not a PGlite folder or memory. */
@@ -166,5 +181,6 @@ async function openWithSchema(url: string, opts: OpenRecordOptions): Promise<{ r
     await adapter.close().catch(() => {});
     throw err;
   }
+  if (schema.from > 0 && schema.from < schema.to) opts.onUpgrade?.(recordUpgraded(description, schema.from, schema.to, file));
   return { record: sqlRecord(adapter, description), ...schema };
 }

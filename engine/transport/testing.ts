@@ -51,9 +51,10 @@ export class TestCa {
   private readonly caCert: forge.pki.Certificate;
   private readonly caKey: forge.pki.PrivateKey;
 
-  constructor(name = 'dmzfleet test CA') {
+  /** `validity`: the CA certificate's own dates (default: from a day ago for 30 days); EXPIRED or NOT_YET make a CA out of date. */
+  constructor(name = 'dmzfleet test CA', validity: { notBefore?: Date; notAfter?: Date } = {}) {
     const k = keyPair();
-    const c = certificate(k.pub, name, new Date(Date.now() - DAY), new Date(Date.now() + 30 * DAY));
+    const c = certificate(k.pub, name, validity.notBefore ?? new Date(Date.now() - DAY), validity.notAfter ?? new Date(Date.now() + 30 * DAY));
     c.setIssuer(c.subject.attributes);
     c.setExtensions([
       { name: 'basicConstraints', cA: true, critical: true },

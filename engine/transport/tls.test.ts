@@ -1,4 +1,5 @@
 import { createPrivateKey } from 'node:crypto';
+import { chmodSync, copyFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { EXPIRED, NOT_YET, TestCa, writePemFiles } from './testing.ts';
 import { checkBind, isLoopbackHost, loadClientTls, loadServerTls, serverTlsFiles, SERVER_TLS_ENV, type ServerTlsFiles } from './tls.ts';
@@ -66,6 +67,70 @@ describe('loadServerTls', () => {
     const text = JSON.stringify(got.diagnostics);
     expect(text).not.toContain('PRIVATE KEY');
     expect(text).not.toContain(server.key.split('\n')[1]);
+  });
+});
+
+// A private key others may read is refused, as PostgreSQL refuses its server key: owner only, or 0640 when root owns it.
+describe.skipIf(process.platform === 'win32')('a private key file readable by others', () => {
+  const root = process.getuid?.() === 0;
+  it.each<[string, boolean]>([
+    ['0600', true],
+    ['0400', true],
+    ['0640', root],
+    ['0660', false],
+    ['0644', false],
+    ['0604', false],
+    ['0666', false],
+  ])('mode %s: accepted %s (serving, and as a client certificate)', (octal, accepted) => {
+    const mode = parseInt(octal, 8);
+    const key = `${p['server.key']}.${mode.toString(8)}`;
+    copyFileSync(p['server.key'], key);
+    chmodSync(key, mode);
+    const clientKey = `${p['client.key']}.${mode.toString(8)}`;
+    copyFileSync(p['client.key'], clientKey);
+    chmodSync(clientKey, mode);
+    const served = loadServerTls({ cert: p['server.pem'], key }, names, {}, 'dmz.yaml');
+    const asClient = loadClientTls({ ca: p['ca.pem'], cert: p['client.pem'], key: clientKey }, { ca: 'authority.caFile', cert: 'authority.certFile', key: 'authority.keyFile' });
+    if (accepted) {
+      expect(served.diagnostics).toEqual([]);
+      expect(asClient.diagnostics).toEqual([]);
+      return;
+    }
+    expect(served.tls).toBeUndefined();
+    expect(asClient.tls).toBeUndefined();
+    expect(served.diagnostics.map((d) => d.code)).toEqual(['tls.key-exposed']);
+    expect(asClient.diagnostics.map((d) => d.code)).toEqual(['tls.key-exposed']);
+    const m = `0${mode.toString(8)}`;
+    expect(served.diagnostics[0].detail).toBe(
+      `--tls-key: the private key ${key} has mode ${m}, so ${mode & 0o007 ? 'every user of this machine' : 'its group'} may read it; make it readable by its owner only (\`chmod 600 ${key}\`${root ? '; a key owned by root may be 0640' : ''}).`,
+    );
+    expect(served.diagnostics[0].file).toBe('dmz.yaml');
+    expect(asClient.diagnostics[0].detail).toMatch(/^authority\.keyFile: the private key .* has mode/);
+  });
+});
+
+// A CA bundle out of date: every certificate it should verify would be refused at the handshake, naming no file.
+describe('a CA bundle none of whose certificates is in date', () => {
+  const oldCa = new TestCa('old CA', EXPIRED);
+  const nextCa = new TestCa('next CA', NOT_YET);
+  const b = writePemFiles({ 'old-ca.pem': oldCa.cert, 'next-ca.pem': nextCa.cert, 'both.pem': oldCa.cert + nextCa.cert, 'rotating.pem': oldCa.cert + ca.cert });
+  it.each<[string, string, string, RegExp]>([
+    ['expired', 'old-ca.pem', 'tls.certificate-expired', /^authority\.caFile: the CA certificate in .*old-ca\.pem is out of date \(the latest expired on .*\), so every certificate it should verify is refused; give the current CA bundle$/],
+    ['not valid yet', 'next-ca.pem', 'tls.not-yet-valid', /^authority\.caFile: the CA certificate in .*next-ca\.pem is valid only from /],
+    ['one expired, one not yet', 'both.pem', 'tls.certificate-expired', /each of the 2 CA certificates in .*both\.pem is out of date/],
+  ])('%s: refused as a caller\'s CA and as a service\'s client CA', (_name, file, code, detail) => {
+    const asCaller = loadClientTls({ ca: b[file] }, { ca: 'authority.caFile', cert: 'authority.certFile', key: 'authority.keyFile' }, {}, 'stack.yaml');
+    expect(asCaller.tls).toBeUndefined();
+    expect(asCaller.diagnostics.map((d) => [d.code, d.file])).toEqual([[code, 'stack.yaml']]);
+    expect(asCaller.diagnostics[0].detail).toMatch(detail);
+    const served = loadServerTls({ cert: p['server.pem'], key: p['server.key'], clientCa: b[file] }, names);
+    expect(served.tls).toBeUndefined();
+    expect(served.diagnostics.map((d) => d.code)).toEqual([code]);
+    expect(served.diagnostics[0].detail).toMatch(/^--client-ca: /);
+  });
+
+  it('one CA in date beside an old one (a rotation) is taken whole', () => {
+    expect(loadClientTls({ ca: b['rotating.pem'] }, { ca: 'c', cert: 'x', key: 'y' }).tls).toEqual({ ca: oldCa.cert + ca.cert });
   });
 });
 

@@ -15,7 +15,7 @@
 //   node:https; it is never logged, never put in a diagnostic, never written.
 // - Plain HTTP is refused off loopback unless the caller says --insecure.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { type Diagnostic, clip, clipPath, diag, fsReason, quote } from '../diags/index.ts';
 
@@ -106,6 +106,59 @@ function checkValidity(setting: string, path: string, cert: X509Certificate, now
   }
 }
 
+/**
+ * Pushes tls.key-exposed for a private key file others may read: as
+ * PostgreSQL does with its server key, one owned by this user must be 0600 or
+ * less, one owned by root 0640 or less (a group such as ssl-cert); anything
+ * more lets other users of the machine read the key (a Kubernetes secret
+ * mounted with its default mode, 0644, included: give it defaultMode 0400).
+ * Not on Windows, whose files have no such mode.
+ */
+function checkKeyMode(setting: string, path: string, out: Diagnostic[], where: string | undefined): void {
+  if (process.platform === 'win32') return;
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return; // It was just read: a file gone since is the next reader's to report.
+  }
+  const open = st.uid === 0 ? st.mode & 0o037 : st.mode & 0o077;
+  if (open === 0) return;
+  const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+  const who = st.mode & 0o007 ? 'every user of this machine' : 'its group';
+  out.push(
+    diag(
+      'tls.key-exposed',
+      `${setting}: the private key ${clipPath(path)} has mode ${mode}, so ${who} may read it; make it readable by its owner only (\`chmod 600 ${clipPath(path)}\`${st.uid === 0 ? '; a key owned by root may be 0640' : ''}).`,
+      where ? { file: where } : {},
+    ),
+  );
+}
+
+/**
+ * Reads and parses a CA bundle; pushes tls.certificate-expired / tls.not-yet-valid when none of its certificates
+ * is in date (every peer it verifies would be refused, with an error naming no file). A bundle holding an old CA
+ * beside its successor (a rotation) is fine.
+ */
+function loadBundle(setting: string, path: string, o: Required<LoadOptions>, out: Diagnostic[], where: string | undefined): string | undefined {
+  const pem = readSetting(setting, path, o.read, out, where);
+  if (pem === undefined) return undefined;
+  const certs = parseCerts(setting, path, pem, out, where);
+  if (!certs) return undefined;
+  const inDate = certs.filter((c) => Date.parse(c.validFrom) <= o.now && o.now < Date.parse(c.validTo));
+  if (inDate.length > 0) return pem;
+  const loc = where ? { file: where } : {};
+  const one = certs.length === 1 ? 'the CA certificate' : `each of the ${certs.length} CA certificates`;
+  if (certs.some((c) => Date.parse(c.validTo) <= o.now)) {
+    const last = certs.reduce((a, b) => (Date.parse(b.validTo) > Date.parse(a.validTo) ? b : a));
+    out.push(diag('tls.certificate-expired', `${setting}: ${one} in ${clipPath(path)} is out of date (the latest expired on ${last.validTo}), so every certificate it should verify is refused; give the current CA bundle`, loc));
+  } else {
+    const first = certs.reduce((a, b) => (Date.parse(b.validFrom) < Date.parse(a.validFrom) ? b : a));
+    out.push(diag('tls.not-yet-valid', `${setting}: ${one} in ${clipPath(path)} is valid only from ${first.validFrom} (check this machine's clock)`, loc));
+  }
+  return undefined;
+}
+
 /** A certificate and its key: both read, parsed, matched and in date. */
 function loadPair(
   names: { cert: string; key: string },
@@ -118,6 +171,7 @@ function loadPair(
   const certPem = readSetting(names.cert, certPath, o.read, out, where);
   const keyPem = readSetting(names.key, keyPath, o.read, out, where);
   if (certPem === undefined || keyPem === undefined) return undefined;
+  if (o.read === readUtf8) checkKeyMode(names.key, keyPath, out, where);
   const chain = parseCerts(names.cert, certPath, certPem, out, where);
   let key;
   try {
@@ -162,10 +216,7 @@ export function loadServerTls(files: ServerTlsFiles, names: SettingNames<ServerT
   }
   const pair = loadPair(names, files.cert, files.key, o, out, where);
   let ca: string | undefined;
-  if (files.clientCa) {
-    ca = readSetting(names.clientCa, files.clientCa, o.read, out, where);
-    if (ca !== undefined && !parseCerts(names.clientCa, files.clientCa, ca, out, where)) ca = undefined;
-  }
+  if (files.clientCa) ca = loadBundle(names.clientCa, files.clientCa, o, out, where);
   if (!pair || out.length > 0) return { diagnostics: out };
   const tls: ServerTls = { ...pair, requestCert: ca !== undefined, rejectUnauthorized: ca !== undefined };
   if (ca !== undefined) tls.ca = ca;
@@ -181,8 +232,8 @@ export function loadClientTls(files: ClientTlsFiles, names: SettingNames<ClientT
   const out: Diagnostic[] = [];
   const tls: ClientTls = {};
   if (files.ca) {
-    const ca = readSetting(names.ca, files.ca, o.read, out, where);
-    if (ca !== undefined && parseCerts(names.ca, files.ca, ca, out, where)) tls.ca = ca;
+    const ca = loadBundle(names.ca, files.ca, o, out, where);
+    if (ca !== undefined) tls.ca = ca;
   }
   if (files.cert || files.key) {
     if (!files.cert || !files.key) {

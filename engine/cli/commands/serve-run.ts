@@ -18,7 +18,7 @@ import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
 import { simStateDir, tokenEnvOf } from '../../../providers/embedded.ts';
 import { CLOUD_READY_TIMEOUT_MS } from '../../../providers/boot-agent/index.ts';
 import { SIM_READY_TIMEOUT_MS } from '../../../providers/drivers/sim/index.ts';
-import type { CliIO } from '../io.ts';
+import { printDiagnostics, type CliIO } from '../io.ts';
 import { resolveLogLevel, type ServiceLogOptions } from '../../observability/index.ts';
 
 /** The token a data center's DMZ client presents to the authority (both services read the same variable). */
@@ -248,7 +248,8 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
     );
   }
   const broker = await credentialBroker(io, stack);
-  const record = await openRecord(stack.recordUrl);
+  // An upgrade of the record at start is said on stderr (record.upgraded): older authorities and CLIs now refuse it.
+  const record = await openRecord(stack.recordUrl, { onUpgrade: (note) => printDiagnostics(io, [note]) });
   try {
     // The dashboard under /ui, when a sign-in token is set.
     const loopbackHosts = uiLoopbackHosts(io.env, opts.host);

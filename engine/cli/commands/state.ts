@@ -33,7 +33,8 @@ export async function withStackRecord<T>(
   const [stack, { openRecord, requireExistingRecord }] = await Promise.all([loadStackFile(io, opts), import('../../record/index.ts')]);
   // These commands never make a record: a mistyped URL would answer from a new, empty one ("0 VMs").
   requireExistingRecord(stack.recordUrl);
-  const record = await openRecord(stack.recordUrl, { ...access, existing: true });
+  // A writer (state rm, unlock) upgrades an older record, and says so on stderr (record.upgraded); readers never do.
+  const record = await openRecord(stack.recordUrl, { ...access, existing: true, onUpgrade: (note) => printDiagnostics(io, [note]) });
   try {
     return await fn(record, stack.name);
   } finally {

@@ -18,6 +18,11 @@ export const recordCodes = defineCodes({
     doc: 'The PostgreSQL server of the record could not be reached or refused the connection, or the URL\'s parameters ask to connect in a way that cannot work (TLS the server does not offer, a CA file that is not there, an `options` setting the server refuses, a port out of range). Check that it runs, the host and port, credentials and network; the detail names the cause and, for a missing database, refused credentials or an unreachable host, what to do.',
     severity: 'error',
   },
+  'record.upgraded': {
+    summary: 'Record upgraded',
+    doc: 'This command (`fleet apply`, `fleet plan` on a PGlite record, `fleet import`, `fleet refresh`, `fleet serve orchestrator`) found the record at an older schema version and upgraded it, as `fleet record upgrade` does. A warning: the command went on. Every dmzfleet that knows only the older version now refuses the record (record.newer-schema), so move every job that uses it to this dmzfleet.',
+    severity: 'warning',
+  },
   'record.busy': {
     summary: 'Record in use by another process',
     doc: 'A PGlite record can be open in one process at a time (its <dir>.lock names the holder). Wait for that command to finish (`fleet apply --lock-timeout SECONDS` waits for it); a lock left by a process of this host that is gone (or that had this process\'s pid) is taken over; one of another host, or a pid another program took since, is not: once it is known gone, remove <dir>.lock. Use a PostgreSQL record when several applies run at once.',

@@ -17,14 +17,19 @@ export const tlsCodes = defineCodes({
     doc: 'The private key given with a certificate is not the key the certificate was issued for. Give the key that belongs to the certificate (or the certificate that belongs to the key).',
     severity: 'error',
   },
+  'tls.key-exposed': {
+    summary: 'Private key readable by others',
+    doc: 'A TLS private key file (--tls-key, --authority-key, a stack\'s `auth.clientCert.keyFile` or `authority.keyFile`) may be read by other users of the machine: its group or everyone has read or write access. Anyone who reads it can pose as the service or the caller. Make it readable by its owner only (`chmod 600 FILE`; a key owned by root may be 0640, for a group such as ssl-cert; a Kubernetes secret: `defaultMode: 0400`). The detail names the setting, the file and its mode.',
+    severity: 'error',
+  },
   'tls.certificate-expired': {
     summary: 'Certificate expired',
-    doc: 'A certificate given to serve or to present as a client certificate is past its notAfter date, so every peer would refuse it. Renew it; the detail names the file and the date.',
+    doc: 'A certificate given to serve or to present as a client certificate is past its notAfter date, so every peer would refuse it; or every certificate of a CA bundle (--client-ca, --authority-ca, --boot-ca, a stack\'s caFile) is, so every certificate it should verify would be refused. Renew it (or give the current CA bundle); the detail names the file and the date.',
     severity: 'error',
   },
   'tls.not-yet-valid': {
     summary: 'Certificate not yet valid',
-    doc: 'A certificate\'s notBefore date is in the future (or this machine\'s clock is behind). Peers refuse it until then; check the clock, or issue it with an earlier start.',
+    doc: 'A certificate\'s notBefore date is in the future (or this machine\'s clock is behind), or that of every certificate of a CA bundle. Peers refuse it until then; check the clock, or issue it with an earlier start.',
     severity: 'error',
   },
   'tls.incomplete': {

@@ -5,9 +5,11 @@
 import { createInterface } from 'node:readline';
 import { FleetError } from '../../diags/index.ts';
 import { VersionConflictError } from '../errors.ts';
+import { migrate } from '../migrations.ts';
 import { openRecord } from '../open.ts';
 import { openPglite } from '../pglite.ts';
 import { openPostgres } from '../postgres.ts';
+import type { SqlAdapter } from '../sql.ts';
 
 const [mode, url, ...args] = process.argv.slice(2);
 const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -95,6 +97,34 @@ async function main(): Promise<void> {
       await record.transitionVm(vm.id, vm.version, 'Committed', { actor: 'worker' });
       say('COMMITTED');
       await new Promise(() => {});
+      return;
+    }
+    // Upgrades the record to SCHEMA_VERSION, but stops at the K-th statement of the upgrade's transaction
+    // (says `AT K`, then hangs until killed); says DONE when the upgrade has fewer statements.
+    case 'migrate-hang': {
+      const k = Number(args[0]);
+      const db = url.startsWith('pglite://') ? await openPglite(url.slice('pglite://'.length)) : await openPostgres(url, url);
+      const hanging: SqlAdapter = {
+        kind: db.kind,
+        query: (text, params) => db.query(text, params),
+        close: () => db.close(),
+        transaction: (fn) =>
+          db.transaction((q) => {
+            let n = 0;
+            return fn({
+              query: async (text, params) => {
+                if (++n === k) {
+                  say(`AT ${k}`);
+                  await new Promise(() => {});
+                }
+                return q.query(text, params);
+              },
+            });
+          }),
+      };
+      await migrate(hanging, { description: url });
+      say('DONE');
+      await db.close();
       return;
     }
     // Opens the record once and reports how it went.
