@@ -1063,13 +1063,12 @@
 //   | 50, 2   | 2.51 / 3.17 | 7.5 / 9.5    | 14.2 / 17.7    | 3.40 / 4.41        | 0.23 / 0.30          | 1372 / 1987          |
 //   | 50, 3   | 2.52 / 3.20 | 7.7 / 9.4    | 14.0 / 18.0    | 3.49 / 4.58        | 0.24 / 0.34          | 1364 / 2020          |
 //   | 50, 4   | 3.11 / 3.15 | 9.3 / 9.2    | 17.6 / 17.5    | 4.27 / 4.62        | 0.27 / 0.39          | 2094 / 2502          |
-//   | 10, 1   | 3.75 / 4.51 | 11.4 / 14.4  | 21.3 / 24.9    | 4.75 / 5.97        | 0.68 / 0.59          |                      |
-//   | 10, 2   | ...  / 4.94 |  ... / 15.4  |  ... / 27.2    |  ... / 6.75        |  ... / 0.61          |                      |
+//   | 10, 1   | 3.75 / 4.51 | 11.4 / 14.4  | 21.3 / 24.9    | 4.75 / 5.97        | 0.68 / 0.59          | 633 / 479            |
+//   | 10, 2   | 4.08 / 4.94 | 12.6 / 15.4  | 22.9 / 27.2    | 5.20 / 6.75        | 0.66 / 0.61          | 526 / 657            |
 //
-// (pair 2 at P 10: main's run had not ended by the session's deadline.)
 // Worse in every pair, and not only the load: the branch's members took
-// longer in their data center (in the DC medians +0.4-0.6 s at P 50) and
-// the authority's batches per VM rose at P 50. Why: the boot edge's report
+// longer in their data center (in the DC medians +0.4-0.6 s at P 50; at P
+// 10 one pair each way) and the authority's batches per VM rose at P 50. Why: the boot edge's report
 // used to go when the boot call was done and be answered while the VM
 // booted (the sim's bootMs, a real VM's OS start), so the boot check met a
 // record already moved and waited for one statement (authorizeBoots);
