@@ -163,6 +163,57 @@ describe("POST /v1/admin-check: the authority's limit of refused checks per data
   });
 });
 
+// Found in review: each authority replica counted the refused checks it answered in its own memory, with the whole
+// budget each, so two replicas behind a round-robin proxy let 40 wrong proofs a minute through, N replicas N x 20.
+// Each now has its share (adminCheckLimitOf). Over real loopback HTTP: two replicas on one record, a data center's
+// wrong proofs spread over them in generated orders.
+describe("POST /v1/admin-check with replicas: the stack's budget of refused checks, not each replica's", () => {
+  const { denials } = AUTHORITY_ADMIN_CHECK_LIMIT;
+  let record: FleetRecord;
+  let now = Date.parse('2026-01-01T00:00:00Z');
+  const replicas: RunningService[] = [];
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+    for (let i = 0; i < 2; i++) {
+      replicas.push(
+        await startAuthority({ record, pack: await defaultPack(), stackName: 'adm', dataCenters: [{ name: 'miami', token: 'dmz-tok-miami' }], adminTokens: [RIGHT], secret: 'authority-secret', adminCheckLimitClock: () => now, replicas: 2 }),
+      );
+    }
+  });
+  afterAll(async () => {
+    for (const r of replicas) await r.close();
+    await record.close();
+  });
+  const post = (at: RunningService, body: unknown) => postJson(sendTarget(new URL(`${at.url}/v1/admin-check`)), body, 10_000, { authorization: 'Bearer dmz-tok-miami' });
+
+  it('wrong proofs spread over two replicas (round robin, and 8 generated orders) are refused 429 once the one budget is spent at each', async () => {
+    let seed = 7;
+    const next = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const orders: number[][] = [Array.from({ length: 4 * denials }, (_, i) => i % 2)];
+    for (let k = 0; k < 8; k++) orders.push(Array.from({ length: 4 * denials }, () => (next() < 0.5 ? 0 : 1)));
+    for (const [k, order] of orders.entries()) {
+      // A new window for each order.
+      now += AUTHORITY_ADMIN_CHECK_LIMIT.windowMs * 2;
+      let checked = 0;
+      const limitedAt = new Set<number>();
+      const messages = new Set<string>();
+      for (const r of order) {
+        const res = await post(replicas[r], checkOf('a-wrong-admin-token'));
+        if (res.status === 403) checked++;
+        else {
+          expect(res.status).toBe(429);
+          messages.add(JSON.parse(res.text).error.message.replace(/until \S+/, 'until T'));
+          limitedAt.add(r);
+        }
+      }
+      // However the checks were spread, no more than the stack's budget was checked; and the round robin spends it all.
+      expect(checked, `order ${k}`).toBeLessThanOrEqual(denials);
+      if (k === 0) expect([checked, [...limitedAt].sort()]).toEqual([denials, [0, 1]]);
+      for (const m of messages) expect(m).toContain(`it had ${denials / 2} refused checks within 60 s (the authority's limit per data center, whatever address they came from; this replica's share of 20 across 2 replicas)`);
+    }
+  });
+});
+
 // POST /v1/plans/admin-check (the CLI's token: fleet apply's check for a stack whose stack.yaml names this authority)
 // limits refused checks too, per caller token: the CLI's token is one identity (every plan token is it), and its
 // holder could otherwise try admin tokens at this route without end, whatever address it came from. The same

@@ -33,7 +33,7 @@
 //   token. Only then is the disk key released.
 import { Batched, KeyLocks } from '../durability/index.ts';
 import { BudgetExceededError } from '../record/index.ts';
-import type { HistoryItem, InsertItem, TransitionItem, VmRow } from '../record/index.ts';
+import type { ClaimStore, HistoryItem, InsertItem, RequestClaim, TransitionItem, VmRow } from '../record/index.ts';
 import {
   WireError,
   sha256,
@@ -52,7 +52,7 @@ import {
 import { AheadQueue, alreadyPassed, checkAdvance, intentOf, movesAtOnce, noneReport, passedAlready, rowAt, type Approved, type Foreseen } from './chain.ts';
 import type { AuthorityCoreOptions, Core } from './core.ts';
 import { authorizeCreate } from './create.ts';
-import { doneAlready, judgeCaller, judgeEdge, judgeRequestId, pendingKey, sameRequest, type Pending } from './decisions.ts';
+import { claimRefusal, doneAlready, historySize, judgeCaller, judgeEdge, judgeRequestId, pendingKey, sameRequest, type Pending } from './decisions.ts';
 import { diskKey, newBootToken } from './keys.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import type { CloudCredentials } from './credentials/types.ts';
@@ -78,6 +78,10 @@ export type { AuthorityCoreOptions } from './core.ts';
  */
 const OVERLAP = { parallel: 3, overlapAt: 32 } as const;
 const fleetKey = (stack: string, fleet: string) => `${stack}\u0000${fleet}`;
+
+/** How often a replica deletes the record's expired request claims (ClaimStore.pruneRequestClaims). */
+const PRUNE_CLAIMS_MS = 60_000;
+type Holder = Awaited<ReturnType<ClaimStore['claimRequests']>>[number];
 
 /** A request id being decided (Authority.hold): the request it was taken for, how many sendings of it hold it, who waits. */
 interface Held {
@@ -123,6 +127,13 @@ export class Authority {
   private readonly scopedTokens: ScopedTokenIssuer;
   /** Other replicas write the same record (AuthorityCoreOptions.replicas > 1). */
   private readonly shared: boolean;
+  /**
+   * With replicas: the request ids of edges claimed in the record before they
+   * are decided (claim), concurrent calls' claims in one statement.
+   */
+  private readonly claims: Batched<RequestClaim, Holder> | undefined;
+  /** When the expired claims are next deleted (ms since epoch). */
+  private nextClaimPrune = 0;
   /** What the create and report paths (create.ts, report.ts) use of this service. */
   private readonly core: Core;
   /** Per data center, the credentials last issued (see credentials). */
@@ -147,6 +158,15 @@ export class Authority {
     });
     const reads = new Batched((ids: string[]) => r.getVms(ids), OVERLAP);
     this.shared = (o.replicas ?? 1) > 1;
+    this.claims = this.shared
+      ? new Batched<RequestClaim, Holder>(async (items) => {
+          if (Date.now() >= this.nextClaimPrune) {
+            this.nextClaimPrune = Date.now() + PRUNE_CLAIMS_MS;
+            await r.pruneRequestClaims();
+          }
+          return r.claimRequests(o.stackName, items, this.ttl);
+        }, OVERLAP)
+      : undefined;
     // Stacks may share a record: another stack's VM is not in this authority's record (unknown-vm), whatever its data center is called.
     this.rows = new VmRows(async (id) => {
       const vm = await reads.submit(id);
@@ -250,12 +270,48 @@ export class Authority {
     };
   }
 
+  /**
+   * With replicas (shared), claims the request ids of `reqs`' edges in the
+   * record for their requests, after hold took them in this process: the
+   * record, not one replica's memory, is what refuses (request-reused) a
+   * request whose id another replica decides, or decided, another request
+   * under. A claim is taken before the decision and lives as long as an
+   * approval's credentials from its last sending, approved or not (a claim
+   * let go at a veto could be let go under the same request approved by
+   * another replica at that moment). Creates claim nothing: a create leaves
+   * no approval waiting for a report (authorizeCreate), as in one process.
+   * One authority alone claims nothing: hold decides, with no round trip.
+   */
+  private async claim(caller: string, reqs: readonly AuthorizeRequest[]): Promise<void> {
+    if (!this.claims) return;
+    const edges = reqs.filter((req) => req.kind !== 'create');
+    const holders = await Promise.all(
+      edges.map((req) =>
+        this.claims!.submit({
+          dataCenter: caller,
+          requestId: req.requestId,
+          vmId: req.vmId,
+          kind: req.kind,
+          from: req.from,
+          to: req.to ?? null,
+          size: req.kind === 'resize' && req.size ? historySize(req.size) : null,
+        }),
+      ),
+    );
+    for (const [k, holder] of holders.entries()) {
+      if (holder === undefined) continue;
+      const refused = claimRefusal(holder, edges[k]);
+      throw new WireError(refused.refusal, refused.reason);
+    }
+  }
+
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     const foreign = vetoForeign(caller, req);
     if (foreign) return foreign;
     const held = this.hold(caller, [req]);
     const release = typeof held === 'function' ? held : await held;
     try {
+      await this.claim(caller, [req]);
       // Queued for the VM at once (calls about one VM run in the order they came), the credentials prepared inside.
       return await this.rows.serial(req.vmId, async () => {
         await this.o.credentialBroker?.prepare(caller);
@@ -403,6 +459,7 @@ export class Authority {
     // Approvals ahead live in this process until the next report: not with replicas.
     const ahead = req.ahead === true && !this.shared;
     try {
+      await this.claim(caller, req.create ? [req.create, ...req.next] : req.next);
       return await this.rows.serial(vmId, async () => {
         await this.o.credentialBroker?.prepare(caller);
         // A new chain decides afresh what comes next.

@@ -219,6 +219,19 @@ export function judgeRequestId(approved: Pending | undefined, req: AuthorizeRequ
 }
 
 /**
+ * Why `req` may not be decided under its request id when authority replicas
+ * share the record (ClaimStore.claimRequests): the record binds the id to
+ * another request (`holder`: another VM, kind, edge or size), claimed by this
+ * or another replica within the approvals' lifetime.
+ */
+export function claimRefusal(holder: { vmId: string; kind: string; from: string | null; to: string | null }, req: AuthorizeRequest): Refusal {
+  return refuse(
+    'request-reused',
+    `request ${req.requestId} is claimed in the record for another request (${holder.from ?? 'new'} -> ${holder.to ?? '?'}, ${holder.kind}, of VM ${holder.vmId}) by an authority replica; a request id names one request: this one (${req.kind} ${req.from ?? 'new'} -> ${req.to ?? '?'} of VM ${req.vmId}) was not decided`,
+  );
+}
+
+/**
  * Whether `req` is the request `first` stands for (an approval, or a request
  * being decided), sent again: the same VM, kind and edge, and a resize's size.
  */

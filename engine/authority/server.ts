@@ -156,6 +156,20 @@ const errors = authorityErrors;
  * and registers plans, and an apply with the right admin token asks once.
  */
 export const AUTHORITY_ADMIN_CHECK_LIMIT: Readonly<BootLimitSettings> = Object.freeze({ denials: 20, windowMs: 60_000, maxAddresses: 1_000 });
+
+/**
+ * One replica's share of AUTHORITY_ADMIN_CHECK_LIMIT when `replicas`
+ * authorities serve the stack (docs/operations.md, "Replicas"): each counts
+ * the refused checks it answers in its own memory, so with the whole budget
+ * each, N replicas behind a proxy let N × 20 wrong proofs a minute through.
+ * With a share each (rounded up), the stack's budget stays 20 however the
+ * proxy spreads the checks; a proxy that sends one caller to one replica
+ * limits it sooner (a correct check never counts).
+ */
+export function adminCheckLimitOf(replicas: number): Readonly<BootLimitSettings> {
+  const n = Math.max(1, Math.floor(replicas));
+  return n === 1 ? AUTHORITY_ADMIN_CHECK_LIMIT : Object.freeze({ ...AUTHORITY_ADMIN_CHECK_LIMIT, denials: Math.ceil(AUTHORITY_ADMIN_CHECK_LIMIT.denials / n) });
+}
 /**
  * The largest body of a plan route (the plan document itself): 128 MiB, about
  * 100 000 member changes. Every other route takes 1 MiB (protocol/http.ts);
@@ -294,8 +308,9 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   // POST /v1/plans/admin-check the CLI's token (one identity, whatever address it comes from). Past its budget, 429 with
   // Retry-After and the proof not checked, one warn line per caller and window (never the body), and no request line
   // per 429. A malformed body never reaches the handler (400: it tests no token) and is not counted.
-  const adminLimit = new BootLimiter(AUTHORITY_ADMIN_CHECK_LIMIT, opts.adminCheckLimitClock);
+  const adminLimit = new BootLimiter(adminCheckLimitOf(opts.replicas ?? 1), opts.adminCheckLimitClock);
   const adminLimited = authorityAdminCheckLimitMetrics(metrics);
+  const share = (opts.replicas ?? 1) > 1 ? `; this replica's share of ${AUTHORITY_ADMIN_CHECK_LIMIT.denials} across ${opts.replicas} replicas` : '';
   const limitedAdminCheck = (req: FastifyRequest<{ Body: AdminCheckRequest }>, reply: FastifyReply, route: string): { ok: true } | FastifyReply => {
     const caller = req.caller;
     const dc = caller === CLI_CALLER ? undefined : caller;
@@ -308,8 +323,8 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
       if ((req.log as { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.('info') ?? true) req.log = req.log.child({}, { level: 'warn' });
       const whose =
         dc !== undefined
-          ? `admin-token checks of data center ${dc} are refused until ${until}: it had ${a.denials} refused checks within ${windowMs / 1000} s (the authority's limit per data center, whatever address they came from)`
-          : `admin-token checks with the CLI's token at this authority are refused until ${until}: it had ${a.denials} refused checks within ${windowMs / 1000} s (the authority's limit per caller token, whatever address they came from)`;
+          ? `admin-token checks of data center ${dc} are refused until ${until}: it had ${a.denials} refused checks within ${windowMs / 1000} s (the authority's limit per data center, whatever address they came from${share})`
+          : `admin-token checks with the CLI's token at this authority are refused until ${until}: it had ${a.denials} refused checks within ${windowMs / 1000} s (the authority's limit per caller token, whatever address they came from${share})`;
       const { status, body } = errorAnswer(new WireError('admin-check-rate-limited', `${whose}; the proof was not checked`));
       return reply.code(status).header('retry-after', String(Math.max(1, Math.ceil(a.waitMs / 1000)))).send(body);
     }

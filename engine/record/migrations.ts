@@ -470,6 +470,28 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE history ADD COLUMN code text`,
     ],
   },
+  {
+    version: 19,
+    description: 'request_claims: a request id of a data center bound to one request across authority replicas (claims.ts)',
+    statements: [
+      // Written only by authorities run with replicas (AuthorityCoreOptions.replicas > 1), before they decide an edge:
+      // the primary key is what makes two replicas given two requests under one id approve at most one. A claim lives
+      // as long as the approval's credentials from its last sending (expires_at, the server's clock: the replicas'
+      // clocks may differ); expired rows are taken over by a new claim or deleted (pruneRequestClaims).
+      `CREATE TABLE request_claims (
+        stack text COLLATE "C" NOT NULL,
+        data_center text COLLATE "C" NOT NULL,
+        request_id text COLLATE "C" NOT NULL,
+        vm_id text NOT NULL,
+        kind text NOT NULL,
+        from_state text,
+        to_state text,
+        size text,
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (stack, data_center, request_id)
+      )`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

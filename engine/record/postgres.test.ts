@@ -1,5 +1,6 @@
 // The PostgreSQL adapter under a server that drops its connection, or a network that drops it without a word.
 import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -15,6 +16,9 @@ import type { SqlAdapter } from './sql.ts';
 import { createTestDatabase, testPostgresUrl } from './testing.ts';
 
 const base = testPostgresUrl();
+/** node-postgres's own URL parser (pg-connection-string, as pg resolves it): the sslmode pg reads. */
+const pgParse = (createRequire(createRequire(import.meta.url).resolve('pg')) ('pg-connection-string') as { parse: (url: string) => Record<string, unknown> }).parse;
+
 const execFileAsync = promisify(execFile);
 
 /** Runs `fn` with FLEET_RECORD_QUERY_TIMEOUT_MS set to `ms` (openPostgres reads it), then puts the variable back. */
@@ -311,7 +315,8 @@ describe("PostgreSQL record URL with sslmode=require: node-postgres's warning", 
     { name: 'reworded', reworded: true },
   ])('is not written when the record opens it ($name), and a warning of anything else still is', async ({ reworded }) => {
     // The last sslmode is the one pg reads: `disable` before `require` was taken for the URL's and the warning let out.
-    for (const query of ['sslmode=prefer', 'sslmode=require', 'sslmode=verify-ca', 'sslmode=disable&sslmode=require']) {
+    // A name spelled with escapes is sslmode to pg as well: `ssl%6Dode=require` was given as written and warned.
+    for (const query of ['sslmode=prefer', 'sslmode=require', 'sslmode=verify-ca', 'sslmode=disable&sslmode=require', 'ssl%6Dode=require']) {
       const seen = await warnings('open', `postgres://postgres@127.0.0.1:${port}/x?${query}`, reworded);
       expect(seen, query).toEqual(['another warning of the test']);
     }
@@ -330,10 +335,29 @@ describe("PostgreSQL record URL with sslmode=require: node-postgres's warning", 
     'postgres://fleet@[::1]:5432/fleet?host=db.example&port=6000&sslmode=require',
     'postgres://fleet@db.example/fleet?sslmode=disable&sslmode=require',
     'postgres://fleet@db.example/fleet?sslmode=require&sslmode=require&connect_timeout=3',
+    // Every spelling pg's parser reads as sslmode (pgQuery): escapes in the name or the value, either case, tabs and
+    // newlines its URL parser drops; after a space (pg encodeURIs the URL first) only escapes of two decimal digits.
+    'postgres://fleet@db.example/fleet?ssl%6Dode=require',
+    'postgres://fleet@db.example/fleet?ssl%6dode=verify-ca&application_name=x',
+    'postgres://fleet@db.example/fleet?%73%73%6C%6D%6F%64%65=prefer',
+    'postgres://fleet@db.example/fleet?sslmode=requir%65',
+    'postgres://fleet@db.example/fleet?sslmode=disable&ssl%6Dode=require',
+    'postgres://fleet@db.example/fleet?ssl%6Dode=disable&sslmode=require',
+    'postgres://fleet@db.example/fleet?ssl\tmode=require',
+    'postgres://fleet@db.example/fleet?ssl\nmode=require&connect_timeout=3',
+    'postgres://fleet:p ss@db.example/fleet?%73slmode=require',
+    'postgres://fleet@db.example/fleet?ssl%6Dode=require&',
+    'postgres://fleet@db.example/fleet?ssl%6Dode=require#sslmode=disable',
+    // The last uselibpqcompat wins too.
+    'postgres://fleet@db.example/fleet?uselibpqcompat=true&sslmode=require&uselibpqcompat=false',
   ])('sslmode=require reaches pg as what pg made of it: %s', (url) => {
     const given = poolConfig(url, {}).connectionString!;
     expect(given).not.toBe(url);
-    expect(new URL(given).searchParams.getAll('sslmode').at(-1)).toBe('verify-full');
+    expect(pgParse(given).sslmode).toBe('verify-full');
+    // Every other parameter pg reads, read the same (sslmode aside).
+    const { sslmode: _a, ...rest } = quietly(() => pgParse(url));
+    const { sslmode: _b, ...restGiven } = pgParse(given);
+    expect(restGiven).toEqual(rest);
     // A Client's connectionParameters and ssl are what it connects with (not in pg's types).
     type Seen = { connectionParameters: { password?: unknown }; ssl: unknown };
     const asWritten = quietly(() => new pg.Client({ connectionString: url })) as unknown as Seen;
@@ -352,8 +376,17 @@ describe("PostgreSQL record URL with sslmode=require: node-postgres's warning", 
     'postgres://fleet@db.example/fleet?sslmode=require&sslmode=disable',
     // libpq's meaning, asked for: pg does not warn, and the mode is kept.
     'postgres://fleet@db.example/fleet?uselibpqcompat=true&sslmode=require',
+    'postgres://fleet@db.example/fleet?uselibpqcomp%61t=true&sslmode=require',
+    'postgres://fleet@db.example/fleet?sslmode=require&ssl%6Dode=disable',
+    // Not sslmode to pg: after a space, pg's encodeURI keeps `%6D` (not two decimal digits) an escape of its own.
+    'postgres://fleet:p ss@db.example/fleet?ssl%6Dode=require',
+    'postgres://fleet@db.example/fleet?ssl+mode=require',
+    'postgres://fleet@db.example/fleet#?sslmode=require',
   ])('is given to pg as written when pg would not warn: %s', (url) => {
     expect(poolConfig(url, {}).connectionString).toBe(url);
+    // pg reads no sslmode it would warn about (or libpq's meaning, asked for).
+    const seen = pgParse(url);
+    expect(seen.uselibpqcompat === 'true' || !['prefer', 'require', 'verify-ca'].includes(String(seen.sslmode))).toBe(true);
   });
 });
 

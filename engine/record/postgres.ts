@@ -212,24 +212,58 @@ export function connectsTo(url: string, env: NodeJS.ProcessEnv = process.env): {
 }
 
 /**
+ * The query parameters of `url` as node-postgres reads them
+ * (pg-connection-string 2.x, node_modules/pg-connection-string/index.js
+ * parse), in order: a URL holding a space or a `%` not followed by two hex
+ * digits is first passed through encodeURI, with `%25` followed by two decimal
+ * digits put back (so then `%73slmode` still reads as `sslmode` but
+ * `ssl%6Dode` does not); then WHATWG URL parsing against `postgres://base`
+ * (which drops tabs and newlines anywhere, and leading and trailing controls
+ * and spaces; a host-less `@/` retried with a dummy host) and its
+ * searchParams (names and values percent-decoded, `+` a space). A socket path
+ * (`/…`) has none. So every spelling pg takes for `sslmode` is read here as
+ * pg reads it: `ssl%6Dode`, `%73%73lmode`, `ssl\tmode`, `sslmode=requir%65`.
+ */
+function pgQuery(url: string): [string, string][] {
+  if (url.charAt(0) === '/') return [];
+  let str = url;
+  if (/ |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(str)) str = encodeURI(str).replace(/%25(\d\d)/g, '%$1');
+  let parsed: URL;
+  try {
+    parsed = new URL(str, 'postgres://base');
+  } catch {
+    parsed = new URL(str.replace('@/', '@___DUMMY___/'), 'postgres://base');
+  }
+  return [...parsed.searchParams.entries()];
+}
+
+/**
  * The URL's sslmode when node-postgres (pg-connection-string 2.x) takes it
  * as verify-full and says so in a warning: prefer, require or verify-ca,
  * without `uselibpqcompat=true`. pg reads the query's parameters in order,
  * the last of a name winning (`?sslmode=disable&sslmode=require` is
- * require): so are they read here.
+ * require), each name as it decodes it (pgQuery): so are they read here.
  */
 function aliasedSslMode(url: string): string | undefined {
-  const query = new URL(url).searchParams;
-  const last = (name: string): string | undefined => query.getAll(name).at(-1);
+  const query = pgQuery(url);
+  const last = (name: string): string | undefined => {
+    let found: string | undefined;
+    for (const [k, v] of query) if (k === name) found = v;
+    return found;
+  };
   const mode = last('sslmode');
   if (last('uselibpqcompat') === 'true') return undefined;
   return mode === 'prefer' || mode === 'require' || mode === 'verify-ca' ? mode : undefined;
 }
 
+/** The pair pgConnectionString adds as the query's last: the sslmode pg reads. */
+const VERIFY_FULL = 'sslmode=verify-full';
+
 /**
- * The URL node-postgres is given for the record's `url`: the same, but with
- * an sslmode it takes as verify-full (aliasedSslMode) written as
- * verify-full, which is what it does with it.
+ * The URL node-postgres is given for the record's `url`: the same, but when
+ * pg would take its sslmode as verify-full (aliasedSslMode), with
+ * `sslmode=verify-full` added as the query's last pair, which is what pg then
+ * does with it: the last sslmode is the one pg reads.
  *
  * Why: pg-connection-string 2.x (node_modules/pg-connection-string/index.js,
  * parse) gives prefer, require, verify-ca and verify-full one meaning (TLS,
@@ -244,27 +278,38 @@ function aliasedSslMode(url: string): string | undefined {
  * warning told a person is in the diagnostic of a TLS failure
  * (unusableConnection, which names the mode as written) and docs/record.md.
  *
- * Only the `sslmode=` pairs change; every other character of the URL is
- * kept (pg decodes it as before). A pair whose name is written with escapes
- * (`ssl%6Dode=require`) is left: pg then warns, as it would have. If pg gives
- * these modes another meaning (pg-connection-string 3, pg 9: libpq's, weaker
- * checks), postgres.test.ts "sslmode=require reaches pg as what pg made of
- * it" fails: decide then whether to keep writing verify-full.
+ * Added, not replaced: pg reads a name spelled many ways (percent escapes of
+ * any letter, tabs and newlines its URL parser drops, and which escapes count
+ * hangs on the whole URL: pgQuery), so finding each pair it reads as sslmode
+ * was a parse of pg's beside pg's (replacing only `sslmode=` pairs let
+ * `ssl%6Dode=require` through, and pg warned). A plain `sslmode=` pair last
+ * reads the same under every one of those rules, and the URL's characters
+ * before it are kept, so pg decodes everything else as before; the URL is
+ * given as written (and pg warns) should pg not read it so (checked here
+ * with pgQuery). If pg gives these modes another meaning (pg-connection-string
+ * 3, pg 9: libpq's, weaker checks), postgres.test.ts "sslmode=require reaches
+ * pg as what pg made of it" fails: decide then whether to keep writing
+ * verify-full.
  */
 export function pgConnectionString(url: string): string {
   let aliased: string | undefined;
+  let before: [string, string][];
   try {
+    before = pgQuery(url);
     aliased = aliasedSslMode(url);
   } catch {
     // Not a URL: pg says why at the first statement.
     return url;
   }
   if (aliased === undefined) return url;
+  // A query exists (pg read an sslmode from it), so its `?` comes before any `#`.
   const q = url.indexOf('?');
   const hash = url.indexOf('#', q);
   const end = hash < 0 ? url.length : hash;
-  const pairs = url.slice(q + 1, end).split('&').map((pair) => (pair.startsWith('sslmode=') ? 'sslmode=verify-full' : pair));
-  return `${url.slice(0, q + 1)}${pairs.join('&')}${url.slice(end)}`;
+  const given = `${url.slice(0, end)}${end > q + 1 ? '&' : ''}${VERIFY_FULL}${url.slice(end)}`;
+  const after = pgQuery(given);
+  const same = after.length === before.length + 1 && before.every(([k, v], i) => after[i][0] === k && after[i][1] === v) && after.at(-1)?.join('=') === VERIFY_FULL;
+  return same ? given : url;
 }
 
 /** PostgreSQL behind the SqlAdapter, through a small pg Pool (poolConfig). */

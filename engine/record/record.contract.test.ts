@@ -2266,20 +2266,22 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const cases = [
         // Missing only an index migration: read as it is, left at its version.
         { at: SCHEMA_VERSION, next: true, refused: false },
-        // Missing 18 (history.code, which every history write writes and deniedBoots reads): refused, left at 17.
-        { at: 17, refused: true, missing: '18' },
+        // Missing 19 (request_claims, a table: only index migrations are read past): refused, left at 18.
+        { at: 18, refused: true, missing: '19' },
+        // Missing 18 (history.code, which every history write writes and deniedBoots reads) too: refused, left at 17.
+        { at: 17, refused: true, missing: '18, 19' },
         // Missing 15 (boot_tokens.issued_history, which the boot check reads and writes) too: refused, left at 14.
-        { at: 14, refused: true, missing: '15, 18' },
+        { at: 14, refused: true, missing: '15, 18, 19' },
         // Missing 14 (boot_tokens.used_version, which the boot check reads and writes) too: refused, left at 13.
-        { at: 13, refused: true, missing: '14, 15, 18' },
-        // Missing 13 (vms_cloud_id, an index), 14, 15, 16 and 17 (indexes, a trigger) and 18: naming 14, 15 and 18 only.
-        { at: 12, refused: true, missing: '14, 15, 18' },
+        { at: 13, refused: true, missing: '14, 15, 18, 19' },
+        // Missing 13 (vms_cloud_id, an index), 14, 15, 16 and 17 (indexes, a trigger), 18 and 19: naming 14, 15, 18 and 19 only.
+        { at: 12, refused: true, missing: '14, 15, 18, 19' },
         // Missing 12 (fleets.managed_by, which listFleets reads) too.
-        { at: 11, refused: true, missing: '12, 14, 15, 18' },
-        // Missing 10 and 11 (indexes only) too: naming 12, 14, 15 and 18 only.
-        { at: 9, refused: true, missing: '12, 14, 15, 18' },
+        { at: 11, refused: true, missing: '12, 14, 15, 18, 19' },
+        // Missing 10 and 11 (indexes only) too: naming 12, 14, 15, 18 and 19 only.
+        { at: 9, refused: true, missing: '12, 14, 15, 18, 19' },
         // Missing 9 (a column the boot check reads) too.
-        { at: 8, refused: true, missing: '9, 12, 14, 15, 18' },
+        { at: 8, refused: true, missing: '9, 12, 14, 15, 18, 19' },
       ];
       for (const c of cases) {
         const { url, drop } = await backend.freshUrl();

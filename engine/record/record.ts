@@ -12,6 +12,7 @@
 // | BootStore              | boot.ts       | boot_tokens, boot_attempts     |
 // | IdentityStore          | identity.ts   | stack_identities               |
 // | GrowStore              | grow.ts       | vm_reservations, history       |
+// | ClaimStore             | claims.ts     | request_claims                 |
 //
 // rows.ts turns VM rows into VmRow; errors.ts explains a write that matched
 // no row.
@@ -36,10 +37,12 @@
 // | 7 | vm_reservations rows                          | (one per VM, or a stack's under 1) | updateVm of a size, reserveGrow |
 //
 // locks and lock_fences rows (acquireLocks, in fleet order) and the rows of
-// plans, sealed_plans and stack_identities are written by transactions that
-// take no other lock; history, journal and boot_attempts rows are only
+// plans, sealed_plans, stack_identities and request_claims (claimRequests: one
+// statement, in (data center, request id) order) are written by transactions
+// that take no other lock; history, journal and boot_attempts rows are only
 // inserted, with no unique key to wait on.
 import { bootStore } from './boot.ts';
+import { claimStore } from './claims.ts';
 import { growStore } from './grow.ts';
 import { historyStore } from './history.ts';
 import { identityStore } from './identity.ts';
@@ -98,5 +101,6 @@ export function sqlRecord(unwatched: SqlAdapter, description: string, opts: SqlR
     ...identityStore(ctx),
     ...growStore(ctx),
     ...sealedPlanStore(ctx),
+    ...claimStore(ctx),
   };
 }

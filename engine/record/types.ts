@@ -321,13 +321,42 @@ export interface GrowStore {
   dropGrow(vmId: string): Promise<void>;
 }
 
+/** A request id's claim (ClaimStore): the request it names, by data center and id. */
+export interface RequestClaim {
+  dataCenter: string;
+  requestId: string;
+  vmId: string;
+  /** `transition` or `resize` (an authorize's kind). */
+  kind: string;
+  from: string | null;
+  to: string | null;
+  /** A resize's size, as the authority writes it (historySize); null otherwise. */
+  size: string | null;
+}
+
+/**
+ * Request ids bound to one request each, across authority replicas
+ * (claims.ts). A claim lives `ttlMs` from its last sending.
+ */
+export interface ClaimStore {
+  /**
+   * Claims each item's (data center, request id) for its request, in one
+   * statement: per item undefined when it is taken (a new id, an expired
+   * claim, or the same request again: its claim is renewed), else the
+   * request that holds the id (another VM, kind, edge or size).
+   */
+  claimRequests(stack: string, items: readonly RequestClaim[], ttlMs: number): Promise<(Omit<RequestClaim, 'dataCenter' | 'requestId'> | undefined)[]>;
+  /** Deletes the expired claims (of every stack). */
+  pruneRequestClaims(): Promise<void>;
+}
+
 /**
  * The global record: every store. Every method is one transaction (one
  * statement where it can). Writes that change a VM check `expectedVersion`
  * and throw `VersionConflictError` on mismatch, never overwrite silently.
  * Every state change writes its history row in the same transaction.
  */
-export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore, IdentityStore, GrowStore, SealedPlanStore {
+export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore, IdentityStore, GrowStore, SealedPlanStore, ClaimStore {
   /** The URL with any password removed, for messages. */
   readonly description: string;
   /** The schema version the record is at (migrations.ts; 0: not migrated): a readiness probe compares it with SCHEMA_VERSION. */

@@ -24,6 +24,38 @@ import { COUNTING, countMessage } from '../../engine/observability/message-count
 import type { ClientTls } from '../../engine/transport/index.ts';
 import { send, sendLines, sendTarget, type SendTarget } from '../http-send.ts';
 import { describeFetchError, type TlsAdvice } from '../fetch-errors.ts';
+import { REASON_LIMIT, clip } from '../../engine/diags/index.ts';
+
+/**
+ * A sentence the authority wrote (an error body's message, a decision's
+ * reason, a boot denial's detail), as the DMZ client passes it on: to the CLI
+ * in its answers and error bodies, to its own log lines. Its characters that
+ * do not show escaped and at most REASON_LIMIT of them (clip), as the CLI
+ * and the provider cut what a DMZ client says: a hostile or broken authority's
+ * megabyte or its terminal escapes and line breaks (a forged `error[...]` line)
+ * stop here, at the first hop that reads them. Its own sentences stay well
+ * under the limit and show no such characters, so they pass unchanged.
+ */
+export function authoritySaid(m: unknown): string {
+  return typeof m === 'string' ? clip(m, REASON_LIMIT) : 'no details';
+}
+
+/** `body`, an authority's answer to `call`, with its sentences (authoritySaid) clipped in place: `reason` and `detail`, of an advance's create and next edges too. */
+function clipAnswer(call: BatchCall['call'], body: unknown): unknown {
+  const clipIn = (o: unknown) => {
+    if (!o || typeof o !== 'object') return;
+    const r = o as { reason?: unknown; detail?: unknown };
+    if (typeof r.reason === 'string') r.reason = authoritySaid(r.reason);
+    if (typeof r.detail === 'string') r.detail = authoritySaid(r.detail);
+  };
+  clipIn(body);
+  if (call === 'advance' && body && typeof body === 'object') {
+    const a = body as { create?: unknown; next?: unknown };
+    clipIn(a.create);
+    if (Array.isArray(a.next)) for (const step of a.next as { authorize?: unknown }[]) clipIn(step?.authorize);
+  }
+  return body;
+}
 
 /**
  * The authority's 429 admin-check-rate-limited (its limit of refused checks per
@@ -257,7 +289,7 @@ export class AuthorityClient {
       parsed = undefined;
     }
     if (res.status === 200 && parsed?.ok === true) return { ok: true };
-    const message = parsed?.error?.message ?? 'no details';
+    const message = authoritySaid(parsed?.error?.message);
     if (res.status === 403 && parsed?.error?.code === 'admin-proof-refused') throw new WireError('admin-proof-refused', `its authority says: ${message}`);
     if (res.status === 429 && ownWireCode(parsed) === 'admin-check-rate-limited') {
       const seconds = Number(res.retryAfter);
@@ -301,13 +333,13 @@ export class AuthorityClient {
       if (!(i >= 0 && i < batch.length) || answered[i]) return;
       answered[i] = true;
       const q = batch[i];
-      if (status >= 200 && status < 300) return q.resolve(body);
+      if (status >= 200 && status < 300) return q.resolve(clipAnswer(q.call, body));
       const route = `${this.url.origin}${ROUTES[q.call]}`;
       const error = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
       if (status < 500) {
-        return q.reject(new ProtocolError(502, ownWireCode(body) ?? 'authority-error', `authority ${route} answered ${status}: ${error?.message ?? 'no details'}`));
+        return q.reject(new ProtocolError(502, ownWireCode(body) ?? 'authority-error', `authority ${route} answered ${status}: ${authoritySaid(error?.message)}`));
       }
-      this.failed(q, `answered ${status}: ${error?.message ?? 'no details'}`, again);
+      this.failed(q, `answered ${status}: ${authoritySaid(error?.message)}`, again);
     };
     let failure = 'closed the connection before answering';
     try {
@@ -328,7 +360,7 @@ export class AuthorityClient {
         } catch {
           // not JSON: reported as "no details" below
         }
-        failure = `answered ${res.status}: ${parsed.error?.message ?? 'no details'}`;
+        failure = `answered ${res.status}: ${authoritySaid(parsed.error?.message)}`;
         if (res.status === 400 && refusesCode(parsed.error?.message ?? '', batch)) {
           // An authority older than ReportRequest.code (see codesOffUntil): the batch again, without codes (never again
           // refused for them: a batch sent without any is refused as any other). Also a batch sent with codes while
