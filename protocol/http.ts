@@ -9,6 +9,7 @@ import AjvCompiler from '@fastify/ajv-compiler';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
 import { FleetError, clip, diag } from '../engine/diags/index.ts';
+import { COUNTING, countMessage } from '../engine/observability/message-counts.ts';
 import { loggerOptions, registerHealth, registerMetrics, requestId, type HealthOptions, type ServiceLogOptions, type ServiceMetrics } from '../engine/observability/index.ts';
 import type { ServerTls } from '../engine/transport/index.ts';
 import { ProtocolError, WireError, type WireCode } from './errors.ts';
@@ -298,9 +299,11 @@ function answerStream(
       ended = true;
       clearInterval(beat);
       raw.end(out);
+      if (COUNTING) countMessage('batch answer writes');
     } else if (out !== '') {
       wrote = true;
       raw.write(out);
+      if (COUNTING) countMessage('batch answer writes');
     }
   };
   const settle = (work: Promise<unknown>): Promise<LineAnswer> =>
@@ -313,6 +316,7 @@ function answerStream(
       },
     );
   const write = (line: string, lazy = false) => {
+    if (COUNTING) countMessage(lazy ? 'batch answer lines sent (lazy)' : 'batch answer lines sent');
     lines += line;
     if (soon) return;
     if (!lazy) {

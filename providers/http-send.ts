@@ -11,6 +11,7 @@
 // at call time (tests intercept it), and no agent or socket sits in a module
 // variable, so Pulumi providers that use this module stay serializable.
 // Retries are the caller's: each caller has its own rules.
+import { COUNTING, countMessage } from '../engine/observability/message-counts.ts';
 import http from 'node:http';
 import https from 'node:https';
 import type { ClientTls } from '../engine/transport/index.ts';
@@ -134,6 +135,7 @@ export function sendLines(
       reject(err);
     };
     req.on('error', fail);
+    if (COUNTING) countMessage('batch requests sent');
     req.on('response', (res: http.IncomingMessage) => {
       const status = res.statusCode ?? 0;
       let text = '';
@@ -141,13 +143,17 @@ export function sendLines(
       res.on('data', (chunk: string) => {
         // The same timer re-armed (a chunk per answer line or so: no new timer per chunk).
         timer.refresh();
+        if (COUNTING) countMessage('batch answer chunks received');
         text += chunk;
         if (status !== 200) return;
         let nl: number;
         while ((nl = text.indexOf('\n')) >= 0) {
           const line = text.slice(0, nl);
           text = text.slice(nl + 1);
-          if (line !== '') onLine(line);
+          if (line !== '') {
+            if (COUNTING) countMessage('batch answer lines received');
+            onLine(line);
+          }
         }
       });
       res.on('error', fail);

@@ -29,6 +29,17 @@
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
 //                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep] [-- --runs N] [-- --warm N]
 //                       [-- --perf] [-- --node-arg FLAG ...] [-- --service-node-arg FLAG ...] [-- --cli-node-arg FLAG ...]
+//                       [-- --messages]
+//
+// --messages (deployed run) counts every process's messages by kind
+// (engine/observability/message-counts.ts, FLEET_MESSAGE_COUNTS: off, it
+// costs nothing) and prints them per VM for each hop: the CLI's batches to
+// the DMZ clients and their answer lines, the DMZ clients' steps, boot
+// endpoint requests, calls to the authority by kind and their batches, the
+// authority's calls received and answer lines, and each process's record
+// statements (round trips to PostgreSQL). The counting itself costs a Map
+// update per message: compare CPU only between runs that both count or both
+// do not.
 //
 // --node-arg FLAG (repeatable) gives FLAG to every process it starts (the CLI
 // and the services), e.g. --node-arg=--single-threaded-gc to weigh a V8 flag;
@@ -1018,9 +1029,65 @@
 // 6.6/5.8, 6.3/6.1, 6.9/6.2 s: less compiling, slower code, more CPU in
 // all. Not kept.
 //
+// 2026-12-07 22:10-23:20 (issue 20 point 6, messages per VM; branch msgs,
+// Node 20, main 4be849f; other sessions' tests and benches ran throughout:
+// load average 15-27 at the starts, speed 90-1424 ms). --messages (this
+// session's counting instrument) on main's code, 10,000 VMs at P 50, per VM
+// (CPU per VM 2.71, load 12):
+//
+//   | hop                          | per VM                                                                   |
+//   | ---------------------------- | ------------------------------------------------------------------------ |
+//   | CLI -> DMZ client            | 6 steps in 0.038 batch requests; 6 answer lines back (1 urgent, 5 lazy) in 0.228 writes |
+//   | DMZ client -> authority      | 6 calls (1 advance of the create and its 5 edges, 4 reports of which 1 lazy, 1 boot check) in 0.233 batches; 6 answer lines in 0.25 writes (0.30 chunks read) |
+//   | VM agent -> DMZ boot endpoint | 1 POST /v1/boot (its own HTTP exchange; the sim's agent, in the DMZ client's process) |
+//   | authority -> record          | 0.354 statements (transitionVms 0.09, authorizeBoots 0.04, fencesOf 0.03, insertVms 0.03 calls; a guarded insert is a transaction of ~6) |
+//   | CLI -> record                | 0.093 statements (the journal's INSERTs 0.073 of them, 165 rows each) |
+//
+// So the calls (6 a VM) are already what the trust model needs: one
+// approval (the create's advance approves the 5 edges ahead), a report per
+// cloud call (each moves the record one edge; one edge of lag at most), and
+// the boot check; the exchanges that carry them are shared (0.23 batches,
+// 0.04 CLI requests a VM); the one exchange a VM makes alone is its agent's
+// /v1/boot, which no DMZ client can share with another VM's. What was left
+// to coalesce were two calls of one VM: the boot edge's report and its boot
+// check. Tried (branch msgs-boot-report, 4a8815a, not landed): the DMZ
+// client holds the boot edge's ok report (up to 1 s) for the VM's boot
+// check and sends both as one call (BootAuthorizeRequest.report: the
+// authority settles the report first, then judges the boot; an older
+// authority's 400 sends them apart), 6 -> 5 calls a VM. One run a side
+// interleaved, main / branch (load at the starts 15.6-27.5):
+//
+//   | P, pair | CPU per VM  | authority, s | DMZ clients, s | CLI apply phase, s | authority batches/VM | in the DC median, ms |
+//   | ------- | ----------- | ------------ | -------------- | ------------------ | -------------------- | -------------------- |
+//   | 50, 1   | 2.81 / 3.04 | 8.3 / 9.1    | 16.0 / 16.9    | 3.76 / 4.34        | 0.25 / 0.28          | 1516 / 2052          |
+//   | 50, 2   | 2.51 / 3.17 | 7.5 / 9.5    | 14.2 / 17.7    | 3.40 / 4.41        | 0.23 / 0.30          | 1372 / 1987          |
+//   | 50, 3   | 2.52 / 3.20 | 7.7 / 9.4    | 14.0 / 18.0    | 3.49 / 4.58        | 0.24 / 0.34          | 1364 / 2020          |
+//   | 50, 4   | 3.11 / 3.15 | 9.3 / 9.2    | 17.6 / 17.5    | 4.27 / 4.62        | 0.27 / 0.39          | 2094 / 2502          |
+//   | 10, 1   | 3.75 / 4.51 | 11.4 / 14.4  | 21.3 / 24.9    | 4.75 / 5.97        | 0.68 / 0.59          | 633 / 479            |
+//   | 10, 2   | 4.08 / 4.94 | 12.6 / 15.4  | 22.9 / 27.2    | 5.20 / 6.75        | 0.66 / 0.61          | 526 / 657            |
+//
+// Worse in every pair, and not only the load: the branch's members took
+// longer in their data center (in the DC medians +0.4-0.6 s at P 50; at P
+// 10 one pair each way) and the authority's batches per VM rose at P 50. Why: the boot edge's report
+// used to go when the boot call was done and be answered while the VM
+// booted (the sim's bootMs, a real VM's OS start), so the boot check met a
+// record already moved and waited for one statement (authorizeBoots);
+// carried by the check, the report's statement (transitionVms) comes first,
+// on the boot's critical path: two statement waits in the check, the lane's
+// place held longer, fewer calls per batch. A call saved (~0.1 ms a VM at
+// most, by the 2026-12-07 probes' x above) does not pay for a statement
+// wait moved onto the critical path; a real cloud VM's agent asks after its
+// hold, so there it would save nothing. Not done, for the same reason:
+// reports riding on the next approval (a create's advance already
+// approves every later edge ahead: no approval request is left for them to
+// ride on), and holding a report for the next one (the record would lag
+// the cloud by two edges). What is left per VM are the lines (6 each way
+// on both hops: the 2026-12-07 probe c, the CLI's share since landed as
+// its held done rows) and the agent's /v1/boot exchange.
+//
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -1058,6 +1125,7 @@ const { values } = parseArgs({
     'node-arg': { type: 'string', multiple: true },
     'service-node-arg': { type: 'string', multiple: true },
     'cli-node-arg': { type: 'string', multiple: true },
+    messages: { type: 'boolean', default: false },
   },
 });
 
@@ -1334,6 +1402,40 @@ function printMessages(services: Service[], counts: Counts[], vms: number): void
   console.log(`              DMZ client requests ${per(sum((c) => c.requests, (s) => !isAuthority(s)))}`);
 }
 
+/** --messages: each process's counts by kind (engine/observability/message-counts.ts), by process id; read after `waitMs` (they are written every 500 ms). */
+async function readMessageCounts(dir: string, waitMs: number): Promise<Map<number, Record<string, number>>> {
+  await new Promise((r) => setTimeout(r, waitMs));
+  const out = new Map<number, Record<string, number>>();
+  for (const f of await readdir(dir)) {
+    if (!f.endsWith('.json')) continue;
+    try {
+      out.set(Number(f.slice(0, -5)), JSON.parse(await readFile(join(dir, f), 'utf8')) as Record<string, number>);
+    } catch {
+      // half written: the next read has it
+    }
+  }
+  return out;
+}
+
+/** --messages: per VM, every kind each part counted (the DMZ clients summed), since `before` (--warm). */
+function printMessageCounts(services: Service[], cliPid: number | undefined, after: Map<number, Record<string, number>>, before: Map<number, Record<string, number>> | undefined, vms: number): void {
+  const parts: [string, number[]][] = [
+    ['CLI', cliPid !== undefined ? [cliPid] : []],
+    ['DMZ clients', services.filter((s) => s.name !== 'authority').map((s) => s.child.pid ?? 0)],
+    ['authority', services.filter((s) => s.name === 'authority').map((s) => s.child.pid ?? 0)],
+  ];
+  console.log('  counted     per VM of the measured apply, by kind (--messages; every process counts what it sends and receives):');
+  for (const [name, pids] of parts) {
+    const sum = new Map<string, number>();
+    for (const pid of pids) {
+      const b = before?.get(pid) ?? {};
+      for (const [k, v] of Object.entries(after.get(pid) ?? {})) sum.set(k, (sum.get(k) ?? 0) + v - (b[k] ?? 0));
+    }
+    const kinds = [...sum].sort((a, b) => a[0].localeCompare(b[0])).map(([k, v]) => `${k} ${(v / vms).toFixed(3)}`);
+    console.log(`              ${name}: ${kinds.join(', ') || 'none'}`);
+  }
+}
+
 // ---------------------------------------------------------------- main
 
 const f0 = (x: number) => x.toFixed(0);
@@ -1381,6 +1483,10 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
     else cleanups.push(() => db.drop());
     recordUrl = db.url;
     env = { ...baseEnv, FLEET_AUTHORITY_SECRET: token() };
+    if (values.messages) {
+      env.FLEET_MESSAGE_COUNTS = join(dir, 'messages');
+      await mkdir(env.FLEET_MESSAGE_COUNTS, { mode: 0o700 });
+    }
     for (const d of DCS) {
       env[envKey('FLEET_DMZ_TOKEN', d)] = token(); // DMZ client -> authority
       env[envKey('BENCH_CLI_TOKEN', d)] = token(); // CLI -> DMZ client
@@ -1438,6 +1544,7 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
     }
   }
   const messages0 = WARM > 0 ? await Promise.all(services.map((s) => scrapeCounts(s.url))) : undefined;
+  const counted0 = env.FLEET_MESSAGE_COUNTS && WARM > 0 ? await readMessageCounts(env.FLEET_MESSAGE_COUNTS, 600) : undefined;
   const pgCpu0 = pgBase ? postgresCpu() : undefined;
   const run = await runApply(dir, stackDir, env);
   const inDc = await inDataCenterMs(join(pgBase ? join(dir, 'services') : stackDir, '.fleet', 'sim')).catch(() => []);
@@ -1445,6 +1552,7 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
   const svcMain1 = services.map((s) => mainThreadCpu(s.child.pid ?? 0));
   const pgCpu1 = pgBase ? postgresCpu() : undefined;
   const messages = await Promise.all(services.map((s) => scrapeCounts(s.url)));
+  const counted = env.FLEET_MESSAGE_COUNTS ? await readMessageCounts(env.FLEET_MESSAGE_COUNTS, 600) : undefined;
   if (perf) await stopPerf(perf);
   const loadAfter = la();
   const journal = recordUrl ? await journalStats(recordUrl) : undefined;
@@ -1495,6 +1603,7 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
     console.log(`              of which their main threads ${f1(main)} s, their other threads (V8's compiler and GC, libuv's pool) ${f1(sum - main)} s`);
   }
   if (services.length) printMessages(services, messages0 ? messages.map((m, i) => less(m, messages0[i])) : messages, summary.succeeded + summary.failed);
+  if (counted) printMessageCounts(services, run.pid, counted, counted0, summary.succeeded + summary.failed);
   if (perf) {
     const names = new Map<number, string>(services.map((s) => [s.child.pid ?? 0, s.name]));
     if (run.pid) names.set(run.pid, 'CLI');

@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { COUNTING, countMessage } from '../observability/message-counts.ts';
 import type { FleetRecord, Limits } from '../record/types.ts';
 import { SCHEMA_VERSION } from '../record/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -436,6 +437,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   // one at a time, in order).
   const one = (log: FastifyBaseLogger, caller: string, c: BatchCall): Promise<unknown> => {
     const t0 = now();
+    if (COUNTING) countMessage(`calls received: ${c.call}`);
     switch (c.call) {
       case 'authorize':
         return calls.authorize(caller, c.body).then((r) => decided(log, caller, c.body, r, t0));

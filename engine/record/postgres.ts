@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { COUNTING, countMessage } from '../observability/message-counts.ts';
 import type pgTypes from 'pg';
 import { arrayLiteral } from './array-literal.ts';
 import { envMs } from './env.ts';
@@ -386,6 +387,7 @@ class PostgresAdapter implements SqlAdapter {
   }
   /** The query config for `text`: named once seen (see MAX_NAMED); BEGIN/COMMIT and friends stay plain. */
   #config(text: string, params: readonly unknown[]): pgTypes.QueryConfig {
+    if (COUNTING) countMessage('record statements');
     let name = this.#names.get(text);
     if (name === undefined && params.length > 0 && this.#names.size < MAX_NAMED) {
       name = `fleet_${this.#names.size}`;

@@ -20,6 +20,7 @@ import {
   type ReportResponse,
   callEdges,
 } from '../../protocol/index.ts';
+import { COUNTING, countMessage } from '../../engine/observability/message-counts.ts';
 import type { ClientTls } from '../../engine/transport/index.ts';
 import { send, sendLines, sendTarget, type SendTarget } from '../http-send.ts';
 import { describeFetchError, type TlsAdvice } from '../fetch-errors.ts';
@@ -301,6 +302,7 @@ export class AuthorityClient {
   }
 
   private call(call: BatchCall['call'], body: unknown, lazy = false): Promise<unknown> {
+    if (COUNTING) countMessage(`authority calls sent: ${call}${lazy ? ' (lazy)' : ''}`);
     return new Promise((resolve, reject) => {
       this.queue.push({ call, body: Date.now() >= this.codesOffUntil ? body : withoutCode(call, body), edges: callEdges({ call, body }), resolve, reject, failures: 0, last: '' });
       this.schedule(lazy);

@@ -4,6 +4,7 @@
 // become their protocol answer (protocol/http.ts, errorAnswer).
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Counter } from 'prom-client';
+import { COUNTING, countMessage } from '../../engine/observability/message-counts.ts';
 import type { DmzClientMetrics } from '../../engine/observability/index.ts';
 import { ProtocolError, WireError, doc, errorAnswer, streamAnswers, type Part } from '../../protocol/index.ts';
 import type { BootLimiter, BootRefusal, BootTicket } from './boot-limit.ts';
@@ -172,6 +173,7 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
     (req, reply) => {
       // The schema bounds the items and each run's steps; their sum, here (a run of 50 steps counts 50).
       const n = batchSteps(req.body.steps);
+      if (COUNTING) countMessage('steps received', n);
       if (n > STEP_BATCH_MAX) {
         throw new WireError('bad-request', `body/steps holds ${n} steps, a run counting its steps; a batch holds at most ${STEP_BATCH_MAX}: send the rest in another batch (nothing was done)`);
       }
@@ -330,6 +332,7 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
           // though the check accepts its `from`: a denial counts as the VM's
           // (FleetRecord.deniedBoots) only when written after that report
           // moved the VM into the booted state (bench/apply/run.ts, 2026-12-07).
+          if (COUNTING) countMessage('boot endpoint requests');
           await steps.reportOnItsWay(req.body.vmId);
           // A denial's cause (`detail`) is this client's, never the caller's: the endpoint is open, and the VM is
           // told only the fixed reason. It goes to the step awaiting the VM's boot, when it is that boot's (StepRunner.bootDenied).
