@@ -3,7 +3,7 @@
 // FLEET_TEST_POSTGRES_URL is set.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testPostgresUrl, postgresBackend, type TestRecord } from './testing.ts';
-import { startWorker, type Worker } from './testdata/spawn.ts';
+import { openAtOnce, startWorker, type Worker } from './testdata/spawn.ts';
 
 const pgUrl = testPostgresUrl();
 
@@ -28,12 +28,7 @@ describe.runIf(pgUrl !== undefined)('two processes on one PostgreSQL record', ()
   it('lets two processes open (and migrate) one fresh database at once', async () => {
     const fresh = await postgresBackend(pgUrl!).freshUrl();
     try {
-      const ws = [start(['open', fresh.url, '--wait']), start(['open', fresh.url, '--wait'])];
-      await Promise.all(ws.map((w) => w.line(/^READY$/)));
-      for (const w of ws) w.child.stdin!.write('go\n');
-      expect(await Promise.all(ws.map((w) => w.line(/^(OPENED|ERR)/)))).toEqual(['OPENED', 'OPENED']);
-      for (const w of ws) w.child.stdin!.end();
-      expect(await Promise.all(ws.map((w) => w.exited))).toEqual([0, 0]);
+      expect(await openAtOnce(fresh.url, start)).toEqual({ opened: ['OPENED', 'OPENED'], exited: [0, 0] });
     } finally {
       await fresh.drop();
     }

@@ -13,7 +13,7 @@ import { openPostgres } from './postgres.ts';
 import type { SqlAdapter } from './sql.ts';
 import { testBackends, usageDrift, type TestBackend } from './testing.ts';
 import { columnsOf, fillOldRecord, tableRows } from './testdata/old-record.ts';
-import { startWorker, type Worker } from './testdata/spawn.ts';
+import { openAtOnce, startWorker, type Worker } from './testdata/spawn.ts';
 
 function raw(backend: TestBackend, url: string): Promise<SqlAdapter> {
   return backend.name === 'pglite' ? openPglite(url.slice('pglite://'.length)) : openPostgres(url, url);
@@ -86,12 +86,7 @@ describe.each(testBackends())('upgrades racing or killed on $name', (backend) =>
   it.each([1, 11])('two processes upgrading one record at version %i: both open it, it is upgraded once', async (version) => {
     const old = await oldRecord(backend, version, 2000 + version);
     try {
-      const ws = [start(['open', old.url, '--wait']), start(['open', old.url, '--wait'])];
-      await Promise.all(ws.map((w) => w.line(/^READY$/)));
-      for (const w of ws) w.child.stdin!.write('go\n');
-      expect(await Promise.all(ws.map((w) => w.line(/^(OPENED|ERR)/)))).toEqual(['OPENED', 'OPENED']);
-      for (const w of ws) w.child.stdin!.end();
-      expect(await Promise.all(ws.map((w) => w.exited))).toEqual([0, 0]);
+      expect(await openAtOnce(old.url, start)).toEqual({ opened: ['OPENED', 'OPENED'], exited: [0, 0] });
       await expectKept(backend, old, `raced from ${version}`);
     } finally {
       await old.drop();
@@ -108,12 +103,7 @@ describe.each(testBackends())('upgrades racing or killed on $name', (backend) =>
         const db = await raw(backend, old.url);
         await db.query(`ALTER DATABASE ${new URL(old.url).pathname.slice(1)} SET default_transaction_isolation = '${isolation}'`);
         await db.close();
-        const ws = [start(['open', old.url, '--wait']), start(['open', old.url, '--wait'])];
-        await Promise.all(ws.map((w) => w.line(/^READY$/)));
-        for (const w of ws) w.child.stdin!.write('go\n');
-        expect(await Promise.all(ws.map((w) => w.line(/^(OPENED|ERR)/)))).toEqual(['OPENED', 'OPENED']);
-        for (const w of ws) w.child.stdin!.end();
-        expect(await Promise.all(ws.map((w) => w.exited))).toEqual([0, 0]);
+        expect(await openAtOnce(old.url, start)).toEqual({ opened: ['OPENED', 'OPENED'], exited: [0, 0] });
         await expectKept(backend, old, `raced under ${isolation}`);
       } finally {
         await old.drop();

@@ -51,3 +51,16 @@ export function startWorker(args: string[], env: NodeJS.ProcessEnv = {}): Worker
     },
   };
 }
+
+/**
+ * Two worker processes open `url` at once (each `open URL --wait`, released together): what each printed (OPENED,
+ * or ERR …) and how each exited. `start` starts a worker (the caller's, to kill what is left after its test).
+ */
+export async function openAtOnce(url: string, start: (args: string[]) => Worker): Promise<{ opened: string[]; exited: (number | null)[] }> {
+  const ws = [start(['open', url, '--wait']), start(['open', url, '--wait'])];
+  await Promise.all(ws.map((w) => w.line(/^READY$/)));
+  for (const w of ws) w.child.stdin!.write('go\n');
+  const opened = await Promise.all(ws.map((w) => w.line(/^(OPENED|ERR)/)));
+  for (const w of ws) w.child.stdin!.end();
+  return { opened, exited: await Promise.all(ws.map((w) => w.exited)) };
+}
