@@ -500,13 +500,13 @@ export async function recordCloudId(record: FleetRecord, vm: VmRow, a: ActualVm,
  * powered off, one edge away (PoweredOn -> PoweredOff), has that edge
  * recorded (outcome `drift`): the plan's boot from there failed at every
  * apply (`VM … is powered off; power it on before booting`), and leaving a
- * boot state never lets a boot through. A VM the record holds in a boot state
- * whose boot is over in its cloud (its agent failed, or the VM powered off
- * with no edge back) has the edge into the failure state recorded (`drift`),
- * so the plan made again recovers it instead of awaiting a boot that ended.
- * A data center that does not answer
- * is left out (the apply fails there with its own diagnostic). Returns what
- * was recorded: `missing` (apply.vm-missing) and `recorded` (apply.vm-drift).
+ * boot state never lets a boot through. A VM the record holds in a boot
+ * state whose boot is over in its cloud (its agent failed, or the VM powered
+ * off with no edge back) has the edge into the failure state recorded
+ * (`drift`), so the plan made again recovers it instead of awaiting a boot
+ * that ended. A data center that does not answer is left out (the apply
+ * fails there with its own diagnostic). Returns what was recorded: `missing`
+ * (apply.vm-missing) and `recorded` (apply.vm-drift).
  */
 export async function checkCloud(session: StackSession, vms: readonly VmRow[], opts: { actor: string }): Promise<DriftEntry[]> {
   const lc = session.pack.lifecycle;
